@@ -1,0 +1,1 @@
+"""Factor and unit data shipped as package data: units.txt, catalog.toml, editions/, gwp/."""
