@@ -75,7 +75,7 @@ def refusal_fix(text: str) -> str | None:
     if stripped in REFUSED_UNITS:
         return REFUSED_UNITS[stripped]
     for token in re.split(r"[\s*/()^·]+", stripped):
-        if token in REFUSED_UNITS and token != "万":
+        if token in REFUSED_UNITS and token != "万":  # noqa: S105 - a unit spelling, not a password
             return REFUSED_UNITS[token]
     return None
 
@@ -96,9 +96,9 @@ def parse_unit(text: str) -> pint.Quantity:
         raise AmbiguousUnitError(text.strip(), fix)
     try:
         parsed = registry().parse_expression(text.strip())
-    except (pint.UndefinedUnitError, pint.DefinitionSyntaxError, SyntaxError, TypeError, ValueError) as err:
+    except Exception as err:  # noqa: BLE001 - pint raises many kinds of error on malformed text
         raise UnitError(text, f"unit '{text}' is not known", code="unknown_unit") from err
-    if not isinstance(parsed, pint.Quantity):
+    if not isinstance(parsed, pint.Quantity) or (not parsed.units._units and text.strip() != "1"):
         raise UnitError(text, f"'{text}' is a number, not a unit", code="unknown_unit")
     if parsed.magnitude <= 0:
         raise UnitError(text, f"unit '{text}' has a non-positive scale", code="unknown_unit")

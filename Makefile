@@ -1,0 +1,36 @@
+# Quick start: `make run` (set up, load the sample zone, materialize, serve) and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DAGSTER_HOME ?= $(CURDIR)/data/dagster
+
+.PHONY: run setup test lint bench sample clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(BIN)/carbon run
+	$(BIN)/carbon serve
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: setup lint
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/bench_emissions.py
+
+sample: setup
+	$(BIN)/python data/sample/generate.py
+
+clean:
+	rm -rf data/warehouse.duckdb* data/serving.duckdb* data/carbon.sqlite* data/inbox data/dagster

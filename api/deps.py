@@ -1,0 +1,148 @@
+"""Request dependencies: settings, a snapshot cursor, a database session, the factor library, uploads.
+
+Every dependency is declared as an ``Annotated`` alias so routers stay declarative. Per-process
+state (the snapshot reader, the session factory, the verified factor library) lives on
+``app.state``, created by the lifespan in ``api.main``; nothing here reads the environment.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+import duckdb
+from fastapi import Depends, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.datastructures import UploadFile
+
+from accounting.calculation import CalculationOptions
+from accounting.factors import FactorLibrary
+from api.errors import InvalidOptionsError, PayloadTooLargeError, UnsupportedMediaTypeError
+from api.schemas import ActivityLinesRequest
+from api.store.serving import SnapshotReader
+from pipelines.settings import Settings, get_settings
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_snapshot_cursor(request: Request) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A cursor of its own on the published snapshot for this request (503 when there is none)."""
+    reader: SnapshotReader = request.app.state.snapshot_reader
+    with reader.cursor() as cursor:
+        yield cursor
+
+
+SnapshotDep = Annotated[duckdb.DuckDBPyConnection, Depends(get_snapshot_cursor)]
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """A database session for this request; services commit, anything left open is rolled back."""
+    sessions: sessionmaker[Session] = request.app.state.sessions
+    with sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_library(request: Request) -> FactorLibrary:
+    """The factor library, opened and hash-verified once at startup."""
+    library: FactorLibrary = request.app.state.library
+    return library
+
+
+LibraryDep = Annotated[FactorLibrary, Depends(get_library)]
+
+
+def get_calculation_options(
+    settings: SettingsDep,
+    by: Annotated[str, Query(description="one result per `month` or per `year`")] = "month",
+    grid_region: Annotated[str | None, Query(description="national, central_china or henan")] = None,
+    ruleset: Annotated[str | None, Query(description="cn or ipcc2006")] = None,
+    gwp_set: Annotated[str | None, Query(description="GWP-100 vintage, e.g. AR5")] = None,
+    factor_edition: Annotated[str | None, Query(description="pin a factor edition (default: latest)")] = None,
+) -> CalculationOptions:
+    """Calculation options from the query, defaulting to the service's settings (the pipeline's choices)."""
+    try:
+        return CalculationOptions(
+            edition=factor_edition or settings.factor_edition, ruleset=ruleset or settings.ruleset,
+            grid_region=grid_region or settings.grid_region, gwp_set=gwp_set or settings.gwp_set,
+            max_factor_lag_years=settings.max_factor_lag_years, by=by)
+    except ValueError as err:
+        raise InvalidOptionsError(str(err)) from err
+
+
+OptionsDep = Annotated[CalculationOptions, Depends(get_calculation_options)]
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """An activity file as received: from a multipart ``file`` field, or a JSON ``lines`` body."""
+
+    filename: str
+    content: bytes
+    media_type: str
+
+
+async def _read_limited(request: Request, *, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes ``limit`` (before reading it all when declared)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _from_multipart(request: Request, body: bytes, *, limit: int) -> Upload:
+    async def replay() -> dict[str, object]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    form = await Request(request.scope, receive=replay).form(max_files=1, max_fields=16, max_part_size=limit)
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise RequestValidationError([{"loc": ("body", "file"), "msg": "a file in the multipart field 'file'",
+                                           "type": "missing"}])
+        content = await upload.read()
+        return Upload(upload.filename or "upload", content, upload.content_type or "application/octet-stream")
+    finally:
+        await form.close()
+
+
+def _from_json(body: bytes) -> Upload:
+    try:
+        payload = ActivityLinesRequest.model_validate_json(body)
+    except ValidationError as err:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in err.errors(include_url=False)]
+                                     ) from err
+    content = json.dumps(payload.model_dump(exclude_unset=True), ensure_ascii=False).encode()
+    return Upload("request.json", content, "application/json")
+
+
+async def read_upload(request: Request, settings: SettingsDep) -> Upload:
+    """The uploaded activity file, whichever of the two accepted forms the client used."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type not in ("multipart/form-data", "application/json") and not media_type.endswith("+json"):
+        raise UnsupportedMediaTypeError(
+            f"send the file as multipart/form-data (field 'file') or a JSON body {{\"lines\": [...]}},"
+            f" not {media_type or 'no content type'}")
+    body = await _read_limited(request, limit=settings.max_upload_bytes)
+    if media_type == "multipart/form-data":
+        return await _from_multipart(request, body, limit=settings.max_upload_bytes)
+    return _from_json(body)
+
+
+UploadDep = Annotated[Upload, Depends(read_upload)]
+
+IdempotencyKeyDep = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255,
+                                                 description="any client-chosen key, e.g. a UUIDv4")]

@@ -1,0 +1,155 @@
+"""The one place where errors become HTTP: problem+json bodies (RFC 9457) with a stable ``code``.
+
+Domain code (``accounting/``), the stores and the services raise their own exceptions and know
+nothing of HTTP; this module maps each of them to a status, so a router never builds an error
+response and the same error has the same status everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from accounting.errors import AccountingError, FactorError, InvalidFileError, UnitError
+from api.services.submissions import IdempotencyKeyReusedError, SubmissionNotFoundError
+from api.store.db import DatabaseUnavailableError
+from api.store.serving import SnapshotUnavailableError
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class NotFoundError(LookupError):
+    """A resource the client named does not exist (an unknown enterprise, a period without lines)."""
+
+    def __init__(self, detail: str, *, code: str = "not_found") -> None:
+        super().__init__(detail)
+        self.code = code
+
+
+class PayloadTooLargeError(Exception):
+    """The request body is larger than ``settings.max_upload_bytes``."""
+
+    code = "payload_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request body is larger than the limit of {limit} bytes")
+        self.limit = limit
+
+
+class UnsupportedMediaTypeError(Exception):
+    """The body is neither a multipart upload nor JSON."""
+
+    code = "unsupported_media_type"
+
+
+class InvalidOptionsError(ValueError):
+    """A calculation option out of range: the ValueError of ``CalculationOptions``, raised as a client error.
+
+    Only this subclass maps to 422: a bare ValueError elsewhere is a bug and stays a 500.
+    """
+
+    code = "invalid_option"
+
+
+def problem(*, status_code: int, code: str, detail: str, title: str | None = None,
+            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    """A problem+json response; ``extra`` members (``errors``, ``source``...) are added as they are."""
+    body = {
+        "type": f"/problems/{code}",
+        "title": title or HTTPStatus(status_code).phrase,
+        "status": status_code,
+        "detail": detail,
+        "code": code,
+        **jsonable_encoder(extra),
+    }
+    return JSONResponse(body, status_code=status_code, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def _invalid_file(_: Request, exc: InvalidFileError) -> JSONResponse:
+    report = exc.to_report()
+    return problem(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, code=exc.code, title="Invalid activity file",
+                   detail=f"{exc}; the file was refused as a whole and nothing was stored",
+                   source=report["source"], error_count=report["error_count"], errors=report["errors"])
+
+
+def _accounting(_: Request, exc: AccountingError) -> JSONResponse:
+    titles = {UnitError: "Unusable unit", FactorError: "Factor library cannot answer"}
+    title = next((t for kind, t in titles.items() if isinstance(exc, kind)), "Accounting rule refused the input")
+    return problem(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, code=exc.code, title=title, detail=str(exc))
+
+
+def _invalid_options(_: Request, exc: InvalidOptionsError) -> JSONResponse:
+    return problem(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, code=exc.code, title="Invalid option",
+                   detail=str(exc))
+
+
+def _not_found(_: Request, exc: NotFoundError | SubmissionNotFoundError) -> JSONResponse:
+    return problem(status_code=status.HTTP_404_NOT_FOUND, code=exc.code, detail=str(exc.args[0]))
+
+
+def _snapshot_unavailable(_: Request, exc: SnapshotUnavailableError) -> JSONResponse:
+    return problem(status_code=status.HTTP_503_SERVICE_UNAVAILABLE, code=exc.code, title="No published results",
+                   detail=str(exc), headers={"Retry-After": "60"})
+
+
+def _database_unavailable(_: Request, exc: DatabaseUnavailableError) -> JSONResponse:
+    return problem(status_code=status.HTTP_503_SERVICE_UNAVAILABLE, code=exc.code, title="Database unavailable",
+                   detail=str(exc))
+
+
+def _idempotency_reused(_: Request, exc: IdempotencyKeyReusedError) -> JSONResponse:
+    return problem(status_code=status.HTTP_409_CONFLICT, code=exc.code, title="Idempotency-Key reused",
+                   detail=str(exc), first_submission_id=exc.first_submission_id)
+
+
+def _too_large(_: Request, exc: PayloadTooLargeError) -> JSONResponse:
+    return problem(status_code=status.HTTP_413_CONTENT_TOO_LARGE, code=exc.code, detail=str(exc),
+                   limit_bytes=exc.limit)
+
+
+def _unsupported(_: Request, exc: UnsupportedMediaTypeError) -> JSONResponse:
+    return problem(status_code=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, code=exc.code, detail=str(exc))
+
+
+def _request_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+              for e in exc.errors()]
+    return problem(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, code="invalid_request",
+                   title="Invalid request", detail=f"{len(errors)} problem(s) in the request", errors=errors)
+
+
+def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+    return problem(status_code=exc.status_code, code=code, detail=str(exc.detail),
+                   headers=dict(exc.headers) if exc.headers else None)
+
+
+_Handler = Callable[[Request, Any], JSONResponse | Awaitable[JSONResponse]]
+
+#: Most specific first; Starlette picks the handler of the nearest class in the exception's MRO.
+HANDLERS: dict[type[Exception], _Handler] = {
+    InvalidFileError: _invalid_file,
+    AccountingError: _accounting,
+    InvalidOptionsError: _invalid_options,
+    NotFoundError: _not_found,
+    SubmissionNotFoundError: _not_found,
+    SnapshotUnavailableError: _snapshot_unavailable,
+    DatabaseUnavailableError: _database_unavailable,
+    IdempotencyKeyReusedError: _idempotency_reused,
+    PayloadTooLargeError: _too_large,
+    UnsupportedMediaTypeError: _unsupported,
+    RequestValidationError: _request_validation,
+    StarletteHTTPException: _http,
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    for exception, handler in HANDLERS.items():
+        app.add_exception_handler(exception, handler)

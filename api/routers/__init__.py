@@ -1,0 +1,9 @@
+"""One router per resource; each route is a few lines: dependencies in, a store or service call, a model out."""
+
+from fastapi import APIRouter
+
+from api.routers import calculations, emissions, health, registry, submissions, zone
+
+ROUTERS: tuple[APIRouter, ...] = (
+    health.router, registry.router, emissions.router, zone.router, calculations.router, submissions.router,
+)

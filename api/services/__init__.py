@@ -1,0 +1,1 @@
+"""Use cases shared by the routers and the ``carbon`` CLI: one transaction each, no FastAPI."""

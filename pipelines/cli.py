@@ -1,0 +1,265 @@
+"""The ``carbon`` command line: calculate, ingest, run, serve, registry, factors.
+
+``carbon calculate`` stores nothing and prints JSON; an invalid file exits with status 2 and prints
+the full error report (row, column, value, expected) as JSON. The other commands drive the pipeline
+and the servers on the embedded defaults (files under ``data/``), changed with CARBON_* variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from accounting.calculation import GRAINS, GRID_REGIONS, RULESETS, CalculationOptions
+from accounting.errors import AccountingError, InvalidFileError
+
+EXIT_INVALID = 2
+DAGSTER_YAML = """\
+telemetry:
+  enabled: false
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: 1
+"""
+
+
+def _print_json(document: Any) -> None:
+    json.dump(document, sys.stdout, ensure_ascii=False, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def _error_report(err: AccountingError) -> dict[str, Any]:
+    if isinstance(err, InvalidFileError):
+        return err.to_report()
+    return {"code": err.code, "detail": str(err)}
+
+
+def cmd_calculate(args: argparse.Namespace) -> int:
+    from accounting.activity import SourceFile
+    from accounting.factors import load_library
+    from pipelines.warehouse import calculate_sources
+
+    options = CalculationOptions(edition=args.factor_edition, ruleset=args.ruleset, grid_region=args.grid_region,
+                                 gwp_set=args.gwp_set, max_factor_lag_years=args.max_factor_lag, by=args.by)
+    sources = []
+    for name in args.files:
+        path = Path(name)
+        if not path.is_file():
+            _print_json({"code": "file_not_found", "detail": f"no such file: {name}"})
+            return EXIT_INVALID
+        sources.append(SourceFile(path.name, path.read_bytes()))
+    try:
+        document = calculate_sources(sources, library=load_library(), options=options)
+    except AccountingError as err:
+        _print_json(_error_report(err))
+        return EXIT_INVALID
+    _print_json(document)
+    return 0
+
+
+def _dagster_home(settings: Any) -> Path:
+    """DAGSTER_HOME, defaulting to data/dagster with telemetry off and one run at a time."""
+    home = Path(os.environ.get("DAGSTER_HOME") or (settings.data_dir / "dagster")).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from pipelines.runner import materialize_all
+    from pipelines.settings import get_settings
+
+    settings = get_settings()
+    _dagster_home(settings)
+    started = time.monotonic()
+    with dg.DagsterInstance.get() as instance:
+        summary = materialize_all(settings, instance=instance)
+    report = {"success": summary.success, "months": f"{summary.months[0]}..{summary.months[-1]}"
+              if summary.months else None, "month_count": len(summary.months), "run_ids": summary.run_ids,
+              "failed_checks": summary.failed_checks, "snapshot": str(settings.serving),
+              "seconds": round(time.monotonic() - started, 1)}
+    _print_json(report)
+    return 0 if summary.success else 1
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from api.services.submissions import accept_submission
+    from api.store.db import session_factory
+    from pipelines.settings import get_settings
+
+    settings = get_settings()
+    receipts = []
+    with session_factory(settings)() as session:
+        for name in args.files:
+            path = Path(name)
+            try:
+                receipt = accept_submission(session, settings=settings, filename=path.name,
+                                            content=path.read_bytes(), idempotency_key=None)
+            except AccountingError as err:
+                _print_json({**_error_report(err), "accepted": receipts})
+                return EXIT_INVALID
+            receipts.append(receipt)
+    _print_json({"accepted": receipts})
+    return 0
+
+
+def cmd_registry(args: argparse.Namespace) -> int:
+    from accounting.registry import parse_registry
+    from pipelines.settings import get_settings
+
+    settings = get_settings()
+    try:
+        enterprises = parse_registry(settings.registry.read_bytes(), source=str(settings.registry))
+    except AccountingError as err:
+        _print_json(_error_report(err))
+        return EXIT_INVALID
+    key_status = _published_key_emitters(settings.serving)
+    items = []
+    for enterprise in enterprises:
+        item = {k: getattr(enterprise, k) for k in enterprise.__dataclass_fields__}
+        item["facilities"] = list(enterprise.facilities)
+        item["is_key_emitter"] = key_status.get(enterprise.enterprise_id)
+        if args.key_emitters and not item["is_key_emitter"]:
+            continue
+        items.append(item)
+    _print_json({"total": len(items), "items": items})
+    return 0
+
+
+def _published_key_emitters(snapshot: Path) -> dict[str, bool]:
+    """Latest-year key-emitter status from the published snapshot (empty before the first run)."""
+    if not snapshot.exists():
+        return {}
+    import duckdb
+
+    with duckdb.connect(str(snapshot), read_only=True) as conn:
+        rows = conn.execute(
+            "select enterprise_id, arg_max(is_key_emitter, period) from out_emissions__yearly_enterprise_balances "
+            "group by enterprise_id").fetchall()
+    return {r[0]: bool(r[1]) for r in rows}
+
+
+def cmd_factors(args: argparse.Namespace) -> int:
+    from accounting.factors import load_library
+
+    library = load_library()
+    edition = args.edition or library.latest()
+    table = library.factors(edition)
+    if args.list:
+        columns = ["factor_id", "parameter", "subject", "year", "value", "unit", "document", "locator"]
+        _print_json(table[columns].astype(object).where(table[columns].notna(), None).to_dict(orient="records"))
+        return 0
+    _print_json({"editions": library.editions(), "latest": library.latest(), "edition": edition,
+                 "factor_count": len(table), "gwp_sets": library.gwp_sets(),
+                 "files": sorted(set(table["source_file"])), "hashes_verified": True})
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pipelines.settings import get_settings
+
+    settings = get_settings()
+    _dagster_home(settings)
+    python = sys.executable
+    commands = [[python, "-m", "uvicorn", "api.main:create_app", "--factory", "--host", args.host,
+                 "--port", str(args.api_port)]]
+    if not args.no_dagster:
+        commands.append([python, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", args.host,
+                         "-p", str(args.dagster_port)])
+    processes = [subprocess.Popen(c, start_new_session=True) for c in commands]  # noqa: S603
+    print(f"API:        http://{args.host}:{args.api_port}  (OpenAPI at /docs)", flush=True)
+    if not args.no_dagster:
+        print(f"Dagster UI: http://{args.host}:{args.dagster_port}", flush=True)
+    print("Ctrl-C stops both.", flush=True)
+    try:
+        while all(p.poll() is None for p in processes):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _stop(processes)
+    return 0
+
+
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGINT)
+    deadline = time.monotonic() + 15
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="carbon", description="Carbon and emissions accounting for the zone.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    calculate = commands.add_parser("calculate", help="compute emissions of activity files; store nothing")
+    calculate.add_argument("files", nargs="+", help="activity files (CSV, XLSX or JSON, template version 1)")
+    calculate.add_argument("--by", choices=GRAINS, default="month", help="one result per month or per year")
+    calculate.add_argument("--grid-region", choices=GRID_REGIONS, default="national")
+    calculate.add_argument("--ruleset", choices=RULESETS, default="cn")
+    calculate.add_argument("--gwp-set", default="AR5")
+    calculate.add_argument("--factor-edition", default=None, help="pin a factor edition (default: latest)")
+    calculate.add_argument("--max-factor-lag", type=int, default=3,
+                           help="years a yearly factor may lag the activity year")
+    calculate.set_defaults(handler=cmd_calculate)
+
+    ingest = commands.add_parser("ingest", help="validate and submit activity files to the inbox")
+    ingest.add_argument("files", nargs="+")
+    ingest.set_defaults(handler=cmd_ingest)
+
+    run = commands.add_parser("run", help="materialize every asset over the months with data")
+    run.set_defaults(handler=cmd_run)
+
+    serve = commands.add_parser("serve", help="serve the API and the Dagster UI until Ctrl-C")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--api-port", type=int, default=8000)
+    serve.add_argument("--dagster-port", type=int, default=3000)
+    serve.add_argument("--no-dagster", action="store_true", help="serve the API only")
+    serve.set_defaults(handler=cmd_serve)
+
+    registry = commands.add_parser("registry", help="print the enterprise registry")
+    registry.add_argument("--key-emitters", action="store_true", help="only key emitters")
+    registry.set_defaults(handler=cmd_registry)
+
+    factors = commands.add_parser("factors", help="verify and describe the factor library")
+    factors.add_argument("--edition", default=None)
+    factors.add_argument("--list", action="store_true", help="list every factor of the edition")
+    factors.set_defaults(handler=cmd_factors)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except AccountingError as err:
+        _print_json(_error_report(err))
+        return EXIT_INVALID
+    except BrokenPipeError:  # output piped into a reader that stopped early (| head)
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

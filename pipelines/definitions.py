@@ -1,0 +1,58 @@
+"""The Dagster code location: assets, checks, jobs and the inbox sensor, built from settings."""
+
+import dagster as dg
+
+from pipelines.assets import accounts
+from pipelines.checks import activity_lines_follow_contract, emission_lines_follow_contract
+from pipelines.resources import AccountingResource, WarehouseResource
+from pipelines.sensors import build_inbox_sensor
+from pipelines.settings import Settings, get_settings
+
+REFERENCE_ASSETS = [accounts.core_registry__enterprises, accounts.core_factors__factors]
+MONTHLY_ASSETS = [
+    accounts.raw_activity__monthly_lines,
+    accounts.core_activity__monthly_lines,
+    accounts.core_emissions__monthly_lines,
+    accounts.out_emissions__monthly_enterprise_balances,
+    accounts.out_zone__monthly_indicators,
+]
+PUBLISH_ASSETS = [accounts.out_emissions__yearly_enterprise_balances, accounts.out_serving__snapshot]
+
+reference_job = dg.define_asset_job("reference_job", selection=dg.AssetSelection.assets(*REFERENCE_ASSETS))
+monthly_job = dg.define_asset_job("monthly_job", selection=dg.AssetSelection.assets(*MONTHLY_ASSETS),
+                                  partitions_def=accounts.monthly)
+publish_job = dg.define_asset_job("publish_job", selection=dg.AssetSelection.assets(*PUBLISH_ASSETS))
+
+
+def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    return {
+        "warehouse": WarehouseResource(path=str(settings.warehouse), serving_path=str(settings.serving)),
+        "accounting": AccountingResource(
+            activity_folders=[str(p) for p in settings.activity_sources],
+            registry_file=str(settings.registry),
+            factor_edition=settings.factor_edition,
+            ruleset=settings.ruleset,
+            grid_region=settings.grid_region,
+            gwp_set=settings.gwp_set,
+            max_factor_lag_years=settings.max_factor_lag_years,
+            key_emitter_tco2e=settings.key_emitter_tco2e,
+            key_emitter_tce=settings.key_emitter_tce,
+        ),
+    }
+
+
+def build_defs(settings: Settings | None = None) -> dg.Definitions:
+    """All definitions, with resources from ``settings`` (tests pass their own)."""
+    return dg.Definitions(
+        assets=[*REFERENCE_ASSETS, *MONTHLY_ASSETS, *PUBLISH_ASSETS],
+        asset_checks=[activity_lines_follow_contract, emission_lines_follow_contract],
+        jobs=[reference_job, monthly_job, publish_job],
+        sensors=[build_inbox_sensor(monthly_job=monthly_job, publish_job=publish_job)],
+        resources=build_resources(settings or get_settings()),
+        executor=dg.in_process_executor,
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_defs()

@@ -1,0 +1,60 @@
+"""Materialize the whole pipeline in this process: reference data, every month with data, publication.
+
+Used by ``carbon run`` (and so by ``make run``) and by tests. Runs are recorded in the given Dagster
+instance, so they show in the Dagster UI when it points at the same DAGSTER_HOME.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from pipelines.definitions import build_defs
+from pipelines.sensors import RANGE_END, RANGE_START, months_in_file
+from pipelines.settings import Settings
+
+
+@dataclass
+class RunSummary:
+    """What a full materialization did: months covered, run ids, failures of blocking checks."""
+
+    months: list[str]
+    run_ids: list[str] = field(default_factory=list)
+    success: bool = True
+    failed_checks: list[str] = field(default_factory=list)
+
+
+def months_with_data(settings: Settings) -> list[str]:
+    """Every month partition that a file in the activity folders touches."""
+    months: set[str] = set()
+    for folder in settings.activity_sources:
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if path.is_file() and path.suffix.lower() in (".csv", ".xlsx", ".json"):
+                try:
+                    months.update(months_in_file(path.read_bytes(), path.name))
+                except Exception:  # noqa: BLE001, S112 - an unreadable file is reported by the pipeline itself
+                    continue
+    return sorted(months)
+
+
+def materialize_all(settings: Settings, *, instance: dg.DagsterInstance) -> RunSummary:
+    """Run reference_job, monthly_job over the months with data, then publish_job; stop at the first failure."""
+    defs = build_defs(settings)
+    months = months_with_data(settings)
+    summary = RunSummary(months=months)
+    plan: list[tuple[str, dict[str, str]]] = [("reference_job", {})]
+    if months:
+        plan.append(("monthly_job", {RANGE_START: months[0], RANGE_END: months[-1]}))
+    plan.append(("publish_job", {}))
+    for job_name, tags in plan:
+        result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, tags=tags,
+                                                                   raise_on_error=False)
+        summary.run_ids.append(result.run_id)
+        summary.failed_checks += [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
+        if not result.success or summary.failed_checks:
+            summary.success = False
+            break
+    return summary
