@@ -24,7 +24,7 @@ TOTAL_COLUMNS: tuple[str, ...] = (
     "exported_electricity_tco2e", "exported_heat_tco2e", "exported_tco2e",
     "net_tco2e", "total_excl_indirect_tco2e", "total_incl_indirect_tco2e",
     "co2_t", "ch4_t", "n2o_t",
-    "energy_tce", "output_value_10k_cny", "value_added_10k_cny",
+    "energy_tce", "energy_input_tce", "output_value_10k_cny", "value_added_10k_cny",
     "tco2e_per_10k_cny_output_value", "tco2e_per_10k_cny_value_added",
     "tce_per_10k_cny_output_value", "tce_per_10k_cny_value_added",
     "so2_t", "nox_t", "pm_t", "cod_t", "nh3n_t",

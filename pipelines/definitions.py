@@ -19,8 +19,7 @@ MONTHLY_ASSETS = [
 PUBLISH_ASSETS = [accounts.out_emissions__yearly_enterprise_balances, accounts.out_serving__snapshot]
 
 reference_job = dg.define_asset_job("reference_job", selection=dg.AssetSelection.assets(*REFERENCE_ASSETS))
-monthly_job = dg.define_asset_job("monthly_job", selection=dg.AssetSelection.assets(*MONTHLY_ASSETS),
-                                  partitions_def=accounts.monthly)
+monthly_job = dg.define_asset_job("monthly_job", selection=dg.AssetSelection.assets(*MONTHLY_ASSETS))
 publish_job = dg.define_asset_job("publish_job", selection=dg.AssetSelection.assets(*PUBLISH_ASSETS))
 
 

@@ -346,6 +346,7 @@ with sums as (
         coalesce(sum(ch4_t), 0.0) as ch4_t,
         coalesce(sum(n2o_t), 0.0) as n2o_t,
         coalesce(sum(energy_tce), 0.0) as energy_tce,
+        coalesce(sum(energy_tce) filter (where energy_tce > 0), 0.0) as energy_input_tce,
         sum(quantity_canonical) filter (where activity = 'economic_output' and item = 'output_value')
             as output_value_10k_cny,
         sum(quantity_canonical) filter (where activity = 'economic_output' and item = 'value_added')

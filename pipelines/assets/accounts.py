@@ -136,7 +136,7 @@ def core_emissions__monthly_lines(context: dg.AssetExecutionContext, warehouse: 
         conn.execute("create or replace temp view factor_table as select * from core_factors__factors")
         conn.execute("create or replace temp view gwp_table as select * from core_factors__gwp")
         edition = conn.execute("select any_value(edition) from core_factors__factors").fetchall()[0][0]
-        wh.create_emission_lines(conn, options=options, edition=edition, run_id=context.run_id)
+        wh.create_emission_lines(conn, options=options, edition=edition, run_id=context.run.run_id)
         count = wh.replace_partitions(conn, table="core_emissions__monthly_lines",
                                       frame_sql="select * from emission_lines", months=months)
         totals = conn.execute("select sum(tco2e), count(*) filter (where fallback <> 'measured') "
@@ -156,7 +156,7 @@ def out_emissions__monthly_enterprise_balances(context: dg.AssetExecutionContext
     """Carbon balance of each enterprise and month: scopes, exported, net, energy, intensities, pollutants."""
     months = _months(context)
     with wh.connect(warehouse.warehouse) as conn:
-        _balances(conn, accounting=accounting, run_id=context.run_id,
+        _balances(conn, accounting=accounting, run_id=context.run.run_id,
                   source=_month_filter("core_emissions__monthly_lines").replace("$months", _sql_list(months)))
         conn.execute("create or replace temp view month_balances as select b.*, "
                      "case when length(period) = 7 then period else period || '-12' end as partition_month "
@@ -191,12 +191,18 @@ def out_zone__monthly_indicators(context: dg.AssetExecutionContext,
           automation_condition=dg.AutomationCondition.eager())
 def out_emissions__yearly_enterprise_balances(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                                               accounting: AccountingResource) -> dg.MaterializeResult:
-    """Carbon balance of each enterprise and year (all its months and annual lines) and its key-emitter status."""
+    """Carbon balance of each enterprise and year (all its months and annual lines) and its key-emitter status.
+
+    An enterprise is a key emitter when its emissions before deducting exports (scope 1 + scope 2) or its
+    energy input before deducting exported energy reach the thresholds (26,000 tCO2e, 10,000 tce by
+    default): an energy supplier's exports must not hide its own combustion.
+    """
     with wh.connect(warehouse.warehouse) as conn:
-        _balances(conn, accounting=accounting, run_id=context.run_id, by="year",
+        _balances(conn, accounting=accounting, run_id=context.run.run_id, by="year",
                   source="select * from core_emissions__monthly_lines")
         count = wh.replace_table(conn, table="out_emissions__yearly_enterprise_balances", frame_sql=(
-            "select b.*, (b.total_incl_indirect_tco2e >= $tco2e or b.energy_tce >= $tce) as is_key_emitter, "
+            "select b.*, (b.scope1_tco2e + b.scope2_tco2e >= $tco2e or b.energy_input_tce >= $tce) "
+            "as is_key_emitter, "
             "(select count(distinct period) from core_emissions__monthly_lines l where l.enterprise_id = "
             "b.enterprise_id and l.year::varchar = b.period and l.month is not null) as months_reported "
             "from enterprise_balances b"),

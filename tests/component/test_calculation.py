@@ -158,6 +158,8 @@ def test_totals_direct_indirect_exported_and_net() -> None:
     assert totals["total_incl_indirect_tco2e"] == pytest.approx(scope1 + scope2 - exported, rel=1e-12)
     energy = 1000 * 19.570 / 29.3076 + 2000 * 0.1229 + 500 / 29.3076 - 300 * 0.1229 - 100 / 29.3076
     assert totals["energy_tce"] == pytest.approx(energy, rel=1e-12)
+    energy_input = 1000 * 19.570 / 29.3076 + 2000 * 0.1229 + 500 / 29.3076
+    assert totals["energy_input_tce"] == pytest.approx(energy_input, rel=1e-12)
     assert totals["tco2e_per_10k_cny_value_added"] == pytest.approx((scope1 + scope2 - exported) / 1000, rel=1e-12)
     (product,) = result["products"]
     assert product["product"] == "cement"

@@ -1,0 +1,71 @@
+"""Shared fixtures: one published sample zone per test session, and an API client over it.
+
+Why once per session: materializing the 24 sample months takes seconds; every API test reads the
+same published snapshot, and tests that write (submissions) get their own database and inbox.
+Nothing is written under the repository's ``data/``: the zone is built in a temporary folder and
+only the committed sample is read from ``data/sample``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from pipelines.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_DIR = ROOT / "data" / "sample"
+DAGSTER_YAML = "telemetry:\n  enabled: false\n"
+
+
+def zone_settings(data_dir: Path, **changes: object) -> Settings:
+    """Settings for a zone in ``data_dir``, reading the committed sample and ignoring any CARBON_* variable.
+
+    Every path is given explicitly, so a developer's environment can never point a test at ``data/``.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [n for n in os.environ if n.upper().startswith("CARBON_")]:
+            patch.delenv(name)
+        return Settings(data_dir=data_dir, sample_dir=SAMPLE_DIR, inbox_dir=data_dir / "inbox",
+                        warehouse_path=data_dir / "warehouse.duckdb", serving_path=data_dir / "serving.duckdb",
+                        database_url=f"sqlite:///{data_dir / 'carbon.sqlite'}", **changes)
+
+
+def dagster_home(folder: Path) -> Path:
+    """A DAGSTER_HOME with telemetry off, so runs write nothing under the user's home."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "dagster.yaml").write_text(DAGSTER_YAML)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def published_zone(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The sample zone materialized and published once, in a temporary data folder."""
+    import dagster as dg
+
+    from pipelines.runner import materialize_all
+
+    if not (SAMPLE_DIR / "enterprises.csv").is_file() or not (SAMPLE_DIR / "activity").is_dir():
+        pytest.fail(f"the sample zone is missing under {SAMPLE_DIR}; run data/sample/generate.py")
+    data_dir = tmp_path_factory.mktemp("zone")
+    settings = zone_settings(data_dir)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DAGSTER_HOME", str(dagster_home(data_dir / "dagster")))
+        with dg.DagsterInstance.ephemeral() as instance:
+            summary = materialize_all(settings, instance=instance)
+    assert summary.success, f"materialization failed; failed checks: {summary.failed_checks}"
+    assert len(summary.months) == 24
+    assert settings.serving.is_file()
+    return settings
+
+
+@pytest.fixture
+def client(published_zone: Settings) -> Iterator[TestClient]:
+    """An API client over the published zone (read endpoints); the lifespan runs inside ``with``."""
+    with TestClient(create_app(published_zone)) as test_client:
+        yield test_client

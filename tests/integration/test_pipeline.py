@@ -1,0 +1,155 @@
+"""The real Dagster definitions, materialized on small copies of the sample zone in a temporary folder."""
+
+import json
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from accounting.activity import SourceFile
+from accounting.calculation import CalculationOptions
+from accounting.factors import load_library
+from pipelines.definitions import build_defs
+from pipelines.runner import materialize_all
+from pipelines.sensors import RANGE_END, RANGE_START
+from pipelines.settings import Settings
+from pipelines.warehouse import calculate_sources
+
+pytestmark = pytest.mark.integration
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
+MONTHS = tuple(f"2024-{m:02d}" for m in range(1, 13))
+
+
+def small_zone(root: Path, months: tuple[str, ...] = MONTHS) -> Settings:
+    """A data folder holding the sample registry and a few of its month files."""
+    (root / "sample" / "activity").mkdir(parents=True)
+    shutil.copy(SAMPLE / "enterprises.csv", root / "sample" / "enterprises.csv")
+    for month in months:
+        shutil.copy(SAMPLE / "activity" / f"{month}.csv", root / "sample" / "activity" / f"{month}.csv")
+    return Settings(data_dir=root, sample_dir=root / "sample")
+
+
+def published(settings: Settings, sql: str) -> list[tuple]:
+    with duckdb.connect(str(settings.serving), read_only=True) as conn:
+        return conn.execute(sql).fetchall()
+
+
+@pytest.fixture(scope="module")
+def zone(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    settings = small_zone(tmp_path_factory.mktemp("zone"))
+    summary = materialize_all(settings, instance=dg.DagsterInstance.ephemeral())
+    assert summary.success, summary
+    assert summary.months == list(MONTHS)
+    return settings
+
+
+def test_definitions_load() -> None:
+    dg.Definitions.validate_loadable(build_defs(Settings()))
+
+
+def test_the_published_balances_equal_carbon_calculate_on_the_same_files(zone: Settings) -> None:
+    sources = [SourceFile(p.name, p.read_bytes()) for p in sorted((zone.sample_dir / "activity").glob("*.csv"))]
+    document = calculate_sources(sources, library=load_library(), options=CalculationOptions())
+    expected = {(r["enterprise_id"], r["period"]): r["totals"] for r in document["results"]}
+    rows = published(zone, "select enterprise_id, period, scope1_tco2e, scope2_tco2e, exported_tco2e, net_tco2e, "
+                           "energy_tce from out_emissions__monthly_enterprise_balances")
+    assert len(rows) == len(expected) > 300
+    for enterprise, period, scope1, scope2, exported, net, energy in rows:
+        totals = expected[(enterprise, period)]
+        assert (scope1, scope2, exported, net, energy) == pytest.approx(
+            (totals["scope1_tco2e"], totals["scope2_tco2e"], totals["exported_tco2e"], totals["net_tco2e"],
+             totals["energy_tce"]), rel=1e-12)
+
+
+def test_every_emission_line_carries_its_lineage(zone: Settings) -> None:
+    rows = published(zone, "select source_file, row_number, unit, unit_canonical, edition, gwp_set, run_id, "
+                           "fallback, factor_ids, parameters from core_emissions__monthly_lines "
+                           "where category = 'combustion'")
+    assert rows
+    for source_file, row, unit, unit_canonical, edition, gwp_set, run_id, fallback, factor_ids, parameters in rows:
+        assert source_file in {f"{m}.csv" for m in MONTHS} and row >= 2
+        assert unit and unit_canonical and edition == "2026.1" and gwp_set == "AR5" and run_id
+        assert fallback in ("measured", "national")
+        assert fallback == "measured" or factor_ids
+        assert json.loads(parameters)["carbon_content"]["source"]
+
+
+def test_zone_indicators_add_up_to_the_enterprise_balances(zone: Settings) -> None:
+    zone_total = published(zone, "select period, net_tco2e from out_zone__monthly_indicators "
+                                 "where sector_code = 'all' order by period")
+    enterprise_total = published(zone, "select period, sum(net_tco2e) from out_emissions__monthly_enterprise_balances "
+                                       "group by period order by period")
+    assert [p for p, _ in zone_total] == list(MONTHS)
+    for (_, left), (_, right) in zip(zone_total, enterprise_total, strict=True):
+        assert left == pytest.approx(right, rel=1e-12)
+
+
+def test_key_emitters_are_flagged_from_gross_emissions(zone: Settings) -> None:
+    rows = published(zone, "select enterprise_id, is_key_emitter, scope1_tco2e + scope2_tco2e, energy_input_tce, "
+                           "net_tco2e from out_emissions__yearly_enterprise_balances where period = '2024'")
+    for _, flagged, gross, energy_input, _ in rows:
+        assert flagged == (gross >= 26000 or energy_input >= 10000)
+    flagged_ids = {r[0] for r in rows if r[1]}
+    declared = {r[0] for r in published(zone, "select enterprise_id from core_registry__enterprises "
+                                              "where key_emitter_declared")}
+    assert declared <= flagged_ids
+    assert any(net < 26000 for _, flagged, _, _, net in rows if flagged)  # an exporter flagged on gross emissions
+
+
+def test_materializing_the_same_months_again_gives_the_same_tables(zone: Settings) -> None:
+    before = published(zone, "select count(*), sum(tco2e) from core_emissions__monthly_lines")
+    defs = build_defs(zone)
+    result = defs.resolve_job_def("monthly_job").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), tags={RANGE_START: MONTHS[0], RANGE_END: MONTHS[-1]})
+    assert result.success
+    defs.resolve_job_def("publish_job").execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    after = published(zone, "select count(*), sum(tco2e) from core_emissions__monthly_lines")
+    assert after[0][0] == before[0][0]
+    assert after[0][1] == pytest.approx(before[0][1], rel=1e-12)
+
+
+def test_a_refused_inbox_file_is_listed_and_does_not_block_the_others(tmp_path: Path) -> None:
+    settings = small_zone(tmp_path, months=("2024-01",))
+    settings.inbox.mkdir(parents=True)
+    (settings.inbox / "bad.csv").write_text(
+        "enterprise_id,period,activity,item,quantity,unit\n91410100MA44A2B3CG,2024-01,fuel_combustion,coke,5,ton\n",
+        encoding="utf-8")
+    summary = materialize_all(settings, instance=dg.DagsterInstance.ephemeral())
+    assert summary.success
+    ((name, count, report),) = published(settings, "select source_file, error_count, report "
+                                                   "from raw_activity__refused_files")
+    assert (name, count) == ("bad.csv", 1)
+    assert json.loads(report)["errors"][0]["column"] == "unit"
+    assert published(settings, "select count(*) from out_emissions__monthly_enterprise_balances")[0][0] > 30
+
+
+def test_a_line_counted_twice_fails_the_blocking_check_and_names_the_rows(tmp_path: Path) -> None:
+    settings = small_zone(tmp_path, months=("2024-01",))
+    settings.inbox.mkdir(parents=True)
+    first_line = (SAMPLE / "activity" / "2024-01.csv").read_text(encoding="utf-8").splitlines()[:2]
+    (settings.inbox / "again.csv").write_text("\n".join(first_line) + "\n", encoding="utf-8")
+    summary = materialize_all(settings, instance=dg.DagsterInstance.ephemeral())
+    assert not summary.success
+    assert summary.failed_checks == ["activity_lines_follow_contract"]
+    with duckdb.connect(str(settings.warehouse), read_only=True) as conn:
+        tables = {r[0] for r in conn.execute("select table_name from information_schema.tables").fetchall()}
+    assert "core_emissions__monthly_lines" not in tables  # downstream of the failed blocking check
+    assert not settings.serving.exists()
+
+
+def test_the_inbox_sensor_requests_the_months_of_a_new_file(tmp_path: Path) -> None:
+    settings = small_zone(tmp_path, months=())
+    settings.inbox.mkdir(parents=True)
+    shutil.copy(SAMPLE / "activity" / "2023-03.csv", settings.inbox / "march.csv")
+    defs = build_defs(settings)
+    sensor = defs.resolve_sensor_def("inbox_sensor")
+    context = dg.build_sensor_context(resources={"accounting": defs.resources["accounting"]})
+    result = sensor(context)
+    monthly, publish = result.run_requests
+    assert (monthly.job_name, monthly.tags[RANGE_START], monthly.tags[RANGE_END]) == ("monthly_job", "2023-03",
+                                                                                      "2023-03")
+    assert publish.job_name == "publish_job"
+    again = sensor(dg.build_sensor_context(cursor=result.cursor, resources={"accounting": defs.resources["accounting"]}))
+    assert not again.run_requests
