@@ -190,7 +190,7 @@ def _excel_cell_text(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     if hasattr(value, "strftime"):
-        return value.strftime("%Y-%m")  # type: ignore[no-any-return, union-attr]
+        return str(value.strftime("%Y-%m"))
     return str(value)
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from accounting.activity import ACTIVITIES, CANONICAL_UNIT
 
 USCC_PATTERN = r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$"
-PERIOD_PATTERN = r"^\d{4}(-(0[1-9]|1[0-2]))?$"
+PERIOD_PATTERN = r"^\d{4}(?:-(?:0[1-9]|1[0-2]))?$"
 FALLBACK_LEVELS = ("measured", "supplier", "certificate", "region", "national")
 CATEGORIES = ("combustion", "process", "purchased_electricity", "purchased_heat", "exported_electricity",
               "exported_heat", "pollutant", "production", "economic")

@@ -57,14 +57,14 @@ def _preprocess(text: str) -> str:
     return _KCAL.sub("kcal_it", text)
 
 
-def _build_registry() -> pint.UnitRegistry:
-    registry = pint.UnitRegistry(cache_folder=None, preprocessors=[_preprocess])
+def _build_registry() -> pint.UnitRegistry[float]:
+    registry: pint.UnitRegistry[float] = pint.UnitRegistry(cache_folder=None, preprocessors=[_preprocess])
     registry.load_definitions(str(files("factors") / "units.txt"))
     return registry
 
 
 @cache
-def registry() -> pint.UnitRegistry:
+def registry() -> pint.UnitRegistry[float]:
     """The one registry of the service, built on first use."""
     return _build_registry()
 
@@ -81,7 +81,7 @@ def refusal_fix(text: str) -> str | None:
 
 
 @cache
-def parse_unit(text: str) -> pint.Quantity:
+def parse_unit(text: str) -> pint.Quantity[float]:
     """Parse a unit string into a quantity of magnitude one unit (``10^4 t`` -> 10000 t).
 
     >>> parse_unit("万t").to("t").magnitude

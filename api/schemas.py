@@ -1,19 +1,20 @@
 """Request and response models of the API, by role; requests refuse unknown fields (``extra="forbid"``).
 
 Totals carry exactly the names of ``accounting.calculation.TOTAL_COLUMNS`` (the CLI's JSON), so a
-client reads a published balance and a ``POST /v1/calculations`` result the same way; a test keeps
-the two lists equal.
+client reads a published balance and a ``POST /v1/calculations`` result the same way; the model is
+built from that tuple, so the two cannot drift apart.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from accounting.activity import COLUMNS
+from accounting.calculation import TOTAL_COLUMNS
 
 # ---------------------------------------------------------------------------------------------
 # Requests
@@ -137,36 +138,15 @@ class EnterprisePage(BaseModel):
     offset: int
 
 
-class Totals(BaseModel):
-    """The totals of an enterprise-period balance, named as in ``carbon calculate``'s JSON."""
-
-    combustion_tco2e: float | None = None
-    process_tco2e: float | None = None
-    scope1_tco2e: float | None = None
-    purchased_electricity_tco2e: float | None = None
-    purchased_heat_tco2e: float | None = None
-    scope2_tco2e: float | None = None
-    exported_electricity_tco2e: float | None = None
-    exported_heat_tco2e: float | None = None
-    exported_tco2e: float | None = None
-    net_tco2e: float | None = None
-    total_excl_indirect_tco2e: float | None = None
-    total_incl_indirect_tco2e: float | None = None
-    co2_t: float | None = None
-    ch4_t: float | None = None
-    n2o_t: float | None = None
-    energy_tce: float | None = None
-    output_value_10k_cny: float | None = None
-    value_added_10k_cny: float | None = None
-    tco2e_per_10k_cny_output_value: float | None = None
-    tco2e_per_10k_cny_value_added: float | None = None
-    tce_per_10k_cny_output_value: float | None = None
-    tce_per_10k_cny_value_added: float | None = None
-    so2_t: float | None = None
-    nox_t: float | None = None
-    pm_t: float | None = None
-    cod_t: float | None = None
-    nh3n_t: float | None = None
+if TYPE_CHECKING:
+    class Totals(BaseModel):
+        """The totals of an enterprise-period balance (what type checkers see; the model is built below)."""
+else:
+    #: The totals of an enterprise-period balance: exactly ``TOTAL_COLUMNS``, the names of ``carbon
+    #: calculate``'s JSON, built from that tuple so that a column added to the calculation is served at once.
+    Totals = create_model(
+        "Totals", __doc__="The totals of an enterprise-period balance, named as in `carbon calculate`'s JSON.",
+        **dict.fromkeys(TOTAL_COLUMNS, (float | None, None)))
 
 
 class ProductOutput(BaseModel):

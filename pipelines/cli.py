@@ -186,13 +186,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not args.no_dagster:
         print(f"Dagster UI: http://{args.host}:{args.dagster_port}", flush=True)
     print("Ctrl-C stops both.", flush=True)
+    interrupted = False
     try:
         while all(p.poll() is None for p in processes):
             time.sleep(0.5)
     except KeyboardInterrupt:
-        pass
+        interrupted = True
     finally:
         _stop(processes)
+    failed = [" ".join(c[2:4]) for c, p in zip(commands, processes, strict=True) if p.returncode]
+    if failed and not interrupted:
+        print(f"stopped: {', '.join(failed)} exited with an error (see above)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -31,9 +31,12 @@ def zone_settings(data_dir: Path, **changes: object) -> Settings:
     with pytest.MonkeyPatch.context() as patch:
         for name in [n for n in os.environ if n.upper().startswith("CARBON_")]:
             patch.delenv(name)
-        return Settings(data_dir=data_dir, sample_dir=SAMPLE_DIR, inbox_dir=data_dir / "inbox",
-                        warehouse_path=data_dir / "warehouse.duckdb", serving_path=data_dir / "serving.duckdb",
-                        database_url=f"sqlite:///{data_dir / 'carbon.sqlite'}", **changes)
+        values: dict[str, object] = {
+            "data_dir": data_dir, "sample_dir": SAMPLE_DIR, "inbox_dir": data_dir / "inbox",
+            "warehouse_path": data_dir / "warehouse.duckdb", "serving_path": data_dir / "serving.duckdb",
+            "database_url": f"sqlite:///{data_dir / 'carbon.sqlite'}",
+        }
+        return Settings.model_validate({**values, **changes})
 
 
 def dagster_home(folder: Path) -> Path:

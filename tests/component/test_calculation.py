@@ -53,6 +53,12 @@ def test_carbon_content_per_mass_takes_the_mass_path() -> None:
     assert line["tco2e"] == pytest.approx(100 * 0.55 * 0.93 * C_TO_CO2, rel=1e-12)
 
 
+def test_one_tonne_is_1000_kg_is_a_ten_thousandth_of_10_4_t() -> None:
+    values = [line_tco2e({**COAL, "quantity": q, "unit": u}) for q, u in (("1", "t"), ("1000", "kg"), ("0.0001", "10^4 t"),
+                                                                            ("0.0001", "万t"), ("1", "吨"))]
+    assert values == pytest.approx([19.570 * 0.0261 * 0.93 * C_TO_CO2] * 5, rel=1e-12)
+
+
 def test_natural_gas_by_volume_and_its_unit_spellings_agree() -> None:
     expected = 10 * 389.31 * 0.0153 * 0.99 * C_TO_CO2
     for quantity, unit in (("10", "10^4 Nm3"), ("100000", "Nm3"), ("10", "万Nm3")):
