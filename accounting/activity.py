@@ -155,7 +155,8 @@ def read_table(source: SourceFile) -> pd.DataFrame:
     for column in table.columns:
         table[column] = table[column].str.strip()
     table.insert(0, "row_number", np.arange(2, len(table) + 2, dtype=np.int64))
-    return table
+    blank = (table.drop(columns="row_number") == "").all(axis=1)
+    return table.loc[~blank].reset_index(drop=True)  # blank lines are skipped but keep their row numbers
 
 
 def _refuse(source: SourceFile, expected: str, *, code: str = "unreadable_file") -> InvalidFileError:
@@ -171,7 +172,7 @@ def _read_csv(source: SourceFile) -> pd.DataFrame:
     if not text.strip():
         raise _refuse(source, "a header row and at least one line", code="empty_file")
     try:
-        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=True)
+        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=False)
     except (pd.errors.ParserError, ValueError) as err:
         raise _refuse(source, f"comma-separated values with one header row ({err})") from err
 

@@ -23,6 +23,7 @@ from accounting.calculation import CalculationOptions
 from accounting.factors import FactorLibrary
 from api.errors import InvalidOptionsError, PayloadTooLargeError, UnsupportedMediaTypeError
 from api.schemas import ActivityLinesRequest
+from api.services.submissions import clean_filename
 from api.store.serving import SnapshotReader
 from pipelines.settings import Settings, get_settings
 
@@ -104,6 +105,8 @@ async def _read_limited(request: Request, *, limit: int) -> bytes:
 
 
 async def _from_multipart(request: Request, body: bytes, *, limit: int) -> Upload:
+    """Parse the form from the bytes already read (and size-checked) by replaying them as a new request."""
+
     async def replay() -> dict[str, object]:
         return {"type": "http.request", "body": body, "more_body": False}
 
@@ -114,12 +117,13 @@ async def _from_multipart(request: Request, body: bytes, *, limit: int) -> Uploa
             raise RequestValidationError([{"loc": ("body", "file"), "msg": "a file in the multipart field 'file'",
                                            "type": "missing"}])
         content = await upload.read()
-        return Upload(upload.filename or "upload", content, upload.content_type or "application/octet-stream")
+        return Upload(clean_filename(upload.filename), content, upload.content_type or "application/octet-stream")
     finally:
         await form.close()
 
 
 def _from_json(body: bytes) -> Upload:
+    """Validate the body, then re-serialize it: the stored and hashed file is the JSON of what was validated."""
     try:
         payload = ActivityLinesRequest.model_validate_json(body)
     except ValidationError as err:

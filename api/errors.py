@@ -131,6 +131,12 @@ def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
                    headers=dict(exc.headers) if exc.headers else None)
 
 
+def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    """A bug or an outage: the body says nothing of internals (the traceback goes to the server log)."""
+    return problem(status_code=status.HTTP_500_INTERNAL_SERVER_ERROR, code="internal_error",
+                   detail=f"an unexpected {type(exc).__name__}; the server log has the details")
+
+
 _Handler = Callable[[Request, Any], JSONResponse | Awaitable[JSONResponse]]
 
 #: Most specific first; Starlette picks the handler of the nearest class in the exception's MRO.
@@ -147,6 +153,7 @@ HANDLERS: dict[type[Exception], _Handler] = {
     UnsupportedMediaTypeError: _unsupported,
     RequestValidationError: _request_validation,
     StarletteHTTPException: _http,
+    Exception: _unexpected,
 }
 
 

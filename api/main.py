@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessions = db.make_session_factory(engine)
         app.state.library = load_library()
-        app.state.snapshot_reader = SnapshotReader(resolved.serving)
+        app.state.snapshot_reader = SnapshotReader(path=resolved.serving)
         try:
             yield
         finally:

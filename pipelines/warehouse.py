@@ -510,7 +510,7 @@ def calculate_sources(sources: list[SourceFile], *, library: FactorLibrary,
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    records = frame.to_dict(orient="records")
+    records: list[dict[str, Any]] = frame.to_dict(orient="records")
     for record in records:
         for key, value in record.items():
             if hasattr(value, "tolist"):
@@ -568,23 +568,45 @@ def _create_or_migrate(conn: duckdb.DuckDBPyConnection, *, table: str, frame_sql
     conn.execute(f"create table if not exists {table} as select * from ({frame_sql}) limit 0", params or {})
 
 
-def read_activity_files(folders: list[Path], *, rules: FuelRules) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """Parse every activity file in ``folders``; return the lines of the valid ones and the refused files.
+def activity_files(folders: list[Path]) -> list[Path]:
+    """Activity files in the order they were received: folder by folder, then by modification time and name.
 
-    A refused file does not stop the others: it is reported with every one of its errors.
+    The order decides which file supersedes which (see ``read_activity_files``).
+    """
+    ordered: list[Path] = []
+    for folder in folders:
+        if folder.is_dir():
+            files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                     and p.suffix.lower() in (".csv", ".xlsx", ".json")]
+            ordered += sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name))
+    return ordered
+
+
+def read_activity_files(folders: list[Path], *, rules: FuelRules
+                        ) -> tuple[pd.DataFrame, list[dict[str, Any]], list[dict[str, Any]]]:
+    """Parse every activity file in ``folders``: the lines in force, the refused files, the superseded lines.
+
+    A refused file does not stop the others: it is reported with every one of its errors. A later file
+    that reports an enterprise-period supersedes every earlier file's lines for that enterprise-period
+    (a correction is a new submission, never an edit), so no line is counted twice.
     """
     frames: list[pd.DataFrame] = []
     refused: list[dict[str, Any]] = []
-    for path in sorted(p for folder in folders if folder.is_dir() for p in folder.iterdir()
-                       if p.is_file() and p.suffix.lower() in (".csv", ".xlsx", ".json")):
+    for order, path in enumerate(activity_files(folders)):
         source = SourceFile(path.name, path.read_bytes())
         try:
-            frames.append(parse_activity(source, rules=rules))
+            frames.append(parse_activity(source, rules=rules).assign(source_order=order))
         except InvalidFileError as err:
             refused.append({"source_file": path.name, "source_sha256": source.sha256,
                             "error_count": len(err.errors), "report": json.dumps(err.to_report(), ensure_ascii=False)})
-    lines = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return lines, refused
+    if not frames:
+        return pd.DataFrame(), refused, []
+    lines = pd.concat(frames, ignore_index=True)
+    latest = lines.groupby(["enterprise_id", "period"])["source_order"].transform("max")
+    in_force = lines["source_order"] == latest
+    replaced = (lines.loc[~in_force].groupby(["source_file", "enterprise_id", "period"], as_index=False)
+                .size().rename(columns={"size": "line_count"}).to_dict(orient="records"))
+    return lines.loc[in_force].drop(columns="source_order").reset_index(drop=True), refused, replaced
 
 
 def replace_table(conn: duckdb.DuckDBPyConnection, *, table: str, frame_sql: str,
@@ -610,8 +632,8 @@ def publish_snapshot(*, warehouse: Path, snapshot: Path, tables: list[str]) -> N
     os.unlink(temp_name)
     try:
         with duckdb.connect() as conn:
-            conn.execute(f"attach '{warehouse}' as wh (read_only)")
-            conn.execute(f"attach '{temp_name}' as snap")
+            conn.execute(f"attach {_sql_text(str(warehouse))} as wh (read_only)")
+            conn.execute(f"attach {_sql_text(temp_name)} as snap")
             for table in tables:
                 select = (lines_with_parameters_sql(f"wh.{table}") if table in LINE_TABLES
                           else f"select * from wh.{table}")
@@ -625,6 +647,11 @@ def publish_snapshot(*, warehouse: Path, snapshot: Path, tables: list[str]) -> N
         wal = Path(temp_name + ".wal")
         if wal.exists():
             wal.unlink()
+
+
+def _sql_text(value: str) -> str:
+    """A SQL string literal (DuckDB's ATTACH takes no parameters)."""
+    return "'" + value.replace("'", "''") + "'"
 
 
 def copy_file(source: Path, target: Path) -> None:

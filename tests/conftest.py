@@ -9,7 +9,9 @@ only the committed sample is read from ``data/sample``.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -72,3 +74,47 @@ def client(published_zone: Settings) -> Iterator[TestClient]:
     """An API client over the published zone (read endpoints); the lifespan runs inside ``with``."""
     with TestClient(create_app(published_zone)) as test_client:
         yield test_client
+
+
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A URL on the production PostgreSQL, confined to a fresh schema that is dropped afterwards.
+
+    The tests never touch the rest of the database. Without a reachable server the test is skipped,
+    unless CARBON_REQUIRE_POSTGRES=1 (as in CI), where it fails.
+    """
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    base = os.environ.get("CARBON_TEST_POSTGRES_URL", POSTGRES_URL)
+    schema = f"carbon_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'create schema "{schema}"'))
+    except OperationalError as err:
+        admin.dispose()
+        message = f"PostgreSQL is not reachable at {base}: {str(err).splitlines()[0]}"
+        if os.environ.get("CARBON_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    separator = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'drop schema "{schema}" cascade'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The OLTP database of one test: a SQLite file, and the same test again on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'carbon.sqlite'}"
+        return
+    with postgres_database() as url:
+        yield url

@@ -69,7 +69,7 @@ class _Generation:
 class SnapshotReader:
     """Hands out one cursor per request on the current version of the snapshot file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, *, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
         self._current: _Generation | None = None

@@ -76,12 +76,12 @@ def raw_activity__monthly_lines(context: dg.AssetExecutionContext, warehouse: Wa
     """Activity lines of the month(s), read and validated from every file in the activity folders.
 
     A refused file is listed with its errors in ``raw_activity__refused_files`` and held back; the
-    other files go on.
+    other files go on. A later file's lines for an enterprise-period replace an earlier file's.
     """
     months = _months(context)
     library = accounting.library()
-    lines, refused = wh.read_activity_files(accounting.folders(),
-                                            rules=wh.fuel_rules(library, accounting.factor_edition))
+    lines, refused, superseded = wh.read_activity_files(accounting.folders(),
+                                                        rules=wh.fuel_rules(library, accounting.factor_edition))
     if not lines.empty:
         month = lines["period"].where(lines["month"].notna(), lines["year"].astype(str) + "-12")
         lines = lines.assign(partition_month=month)
@@ -102,7 +102,8 @@ def raw_activity__monthly_lines(context: dg.AssetExecutionContext, warehouse: Wa
     if refused:
         context.log.warning(f"{len(refused)} activity file(s) refused: {[r['source_file'] for r in refused]}")
     return dg.MaterializeResult(metadata={"dagster/row_count": count, "months": months,
-                                          "refused_files": [r["source_file"] for r in refused]})
+                                          "refused_files": [r["source_file"] for r in refused],
+                                          "superseded": dg.MetadataValue.json(superseded)})
 
 
 @dg.asset(group_name="activity", partitions_def=monthly, backfill_policy=single_run, kinds={"duckdb"},

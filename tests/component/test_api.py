@@ -15,6 +15,7 @@ import math
 import os
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,9 @@ from accounting.calculation import TOTAL_COLUMNS, CalculationOptions
 from accounting.factors import load_library
 from api.main import create_app
 from api.schemas import ActivityLine, Totals
+from api.services.submissions import submit
+from api.store import submissions as submissions_repository
+from api.store.db import session_factory
 from api.store.schema import Submission
 from pipelines.settings import Settings
 from pipelines.warehouse import calculate_sources
@@ -306,8 +310,9 @@ def test_a_calculation_takes_a_json_body_and_options(client: TestClient) -> None
 
 
 @pytest.fixture
-def intake(tmp_path: Path, published_zone: Settings) -> Iterator[tuple[TestClient, Settings]]:
-    settings = zone_settings(tmp_path, serving_path=published_zone.serving, max_upload_bytes=16 * 1024)
+def intake(tmp_path: Path, published_zone: Settings, database_url: str) -> Iterator[tuple[TestClient, Settings]]:
+    settings = zone_settings(tmp_path, serving_path=published_zone.serving, max_upload_bytes=16 * 1024,
+                             database_url=database_url)
     with TestClient(create_app(settings)) as client:
         yield client, settings
 
@@ -432,8 +437,43 @@ def test_an_oversize_or_unsupported_body_is_refused_before_anything_is_stored(
     assert_problem(streamed, status=413, code="payload_too_large")
     assert_problem(client.post("/v1/submissions", content=small_csv(), headers={"content-type": "text/csv"}),
                    status=415, code="unsupported_media_type")
-    assert_problem(client.post("/v1/submissions", files={"other": ("x.csv", small_csv(), "text/csv")}), status=422, code="invalid_request")
+    wrong_field = client.post("/v1/submissions", files={"other": ("x.csv", small_csv(), "text/csv")})
+    assert_problem(wrong_field, status=422, code="invalid_request")
     assert stored(settings) == (0, [])
+
+
+def test_a_failed_inbox_write_rolls_the_submission_back(published_zone: Settings, tmp_path: Path) -> None:
+    """The row and the inbox file go together: a file system error leaves neither (and a 500 problem)."""
+    blocked = tmp_path / "inbox"
+    blocked.write_text("a file where the inbox folder should be")
+    settings = zone_settings(tmp_path, serving_path=published_zone.serving, inbox_dir=blocked)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        response = client.post("/v1/submissions", files={"file": ("a.csv", small_csv(), "text/csv")})
+        assert_problem(response, status=500, code="internal_error")
+    sessions = session_factory(settings)
+    with sessions() as session:
+        assert submissions_repository.count(session) == 0
+        with pytest.raises(OSError):
+            submit(session, settings=settings, filename="a.csv", content=small_csv())
+        assert submissions_repository.count(session) == 0
+    assert blocked.read_text().startswith("a file")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "carbon.sqlite" and not p.name.startswith(
+        "carbon.sqlite-")) == ["inbox"]
+
+
+def test_concurrent_identical_submissions_store_one_file(intake: tuple[TestClient, Settings]) -> None:
+    client, settings = intake
+    content = small_csv("2024-07")
+
+    def send(_: int) -> tuple[int, str]:
+        response = client.post("/v1/submissions", files={"file": ("same.csv", content, "text/csv")})
+        return response.status_code, response.json()["submission_id"]
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(send, range(6)))
+    assert sorted(status for status, _ in results) == [200] * 5 + [201]
+    assert len({submission_id for _, submission_id in results}) == 1
+    assert stored(settings) == (1, [f"{hashlib.sha256(content).hexdigest()}.csv"])
 
 
 def test_the_openapi_document_describes_both_upload_forms(client: TestClient) -> None:
@@ -442,3 +482,4 @@ def test_the_openapi_document_describes_both_upload_forms(client: TestClient) ->
     assert {"multipart/form-data", "application/json"} <= body.keys()
     assert "/v1/enterprises/{enterprise_id}/lineage/{period}" in spec["paths"]
     assert json.dumps(spec)  # serializable as a whole
+    assert client.get("/docs").status_code == 200

@@ -54,8 +54,8 @@ def test_carbon_content_per_mass_takes_the_mass_path() -> None:
 
 
 def test_one_tonne_is_1000_kg_is_a_ten_thousandth_of_10_4_t() -> None:
-    values = [line_tco2e({**COAL, "quantity": q, "unit": u}) for q, u in (("1", "t"), ("1000", "kg"), ("0.0001", "10^4 t"),
-                                                                            ("0.0001", "万t"), ("1", "吨"))]
+    spellings = (("1", "t"), ("1000", "kg"), ("0.0001", "10^4 t"), ("0.0001", "万t"), ("1", "吨"))
+    values = [line_tco2e({**COAL, "quantity": q, "unit": u}) for q, u in spellings]
     assert values == pytest.approx([19.570 * 0.0261 * 0.93 * C_TO_CO2] * 5, rel=1e-12)
 
 

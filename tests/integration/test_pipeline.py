@@ -125,18 +125,41 @@ def test_a_refused_inbox_file_is_listed_and_does_not_block_the_others(tmp_path: 
     assert published(settings, "select count(*) from out_emissions__monthly_enterprise_balances")[0][0] > 30
 
 
-def test_a_line_counted_twice_fails_the_blocking_check_and_names_the_rows(tmp_path: Path) -> None:
+def test_a_later_file_supersedes_an_enterprise_month_and_nothing_is_counted_twice(tmp_path: Path) -> None:
     settings = small_zone(tmp_path, months=("2024-01",))
     settings.inbox.mkdir(parents=True)
-    first_line = (SAMPLE / "activity" / "2024-01.csv").read_text(encoding="utf-8").splitlines()[:2]
-    (settings.inbox / "again.csv").write_text("\n".join(first_line) + "\n", encoding="utf-8")
-    summary = materialize_all(settings, instance=dg.DagsterInstance.ephemeral())
-    assert not summary.success
-    assert summary.failed_checks == ["activity_lines_follow_contract"]
+    header, first = (SAMPLE / "activity" / "2024-01.csv").read_text(encoding="utf-8").splitlines()[:2]
+    (settings.inbox / "correction.csv").write_text(f"{header}\n{first}\n", encoding="utf-8")
+    assert materialize_all(settings, instance=dg.DagsterInstance.ephemeral()).success
+    enterprise = first.split(",")[header.split(",").index("enterprise_id")]
+    lines = published(settings, "select source_file from core_emissions__monthly_lines "
+                                f"where enterprise_id = '{enterprise}' and period = '2024-01'")
+    assert lines == [("correction.csv",)]
+    others = published(settings, "select count(distinct source_file) from core_emissions__monthly_lines "
+                                 f"where enterprise_id <> '{enterprise}'")
+    assert others == [(1,)]
+
+
+def test_a_line_counted_twice_fails_the_blocking_check_and_names_the_rows(tmp_path: Path) -> None:
+    settings = small_zone(tmp_path, months=("2024-01",))
+    assert materialize_all(settings, instance=dg.DagsterInstance.ephemeral()).success
+    with duckdb.connect(str(settings.warehouse)) as conn:  # a defect upstream of the contract
+        conn.execute("insert into raw_activity__monthly_lines select * from raw_activity__monthly_lines "
+                     "order by source_file, row_number limit 1")
+        conn.execute("drop table core_emissions__monthly_lines")
+    defs = build_defs(settings)
+    result = dg.materialize(
+        [*defs.assets, *defs.asset_checks], resources=defs.resources, partition_key="2024-01",
+        selection=dg.AssetSelection.assets("core_activity__monthly_lines", "core_emissions__monthly_lines"),
+        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    (check,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "activity_lines_follow_contract"]
+    assert not check.passed
+    failures = check.metadata["failures"].value
+    unique = [f for f in failures if f["expectation"] == "expect_compound_columns_to_be_unique"]
+    assert unique and unique[0]["rows"][0]["row_number"] == 2
     with duckdb.connect(str(settings.warehouse), read_only=True) as conn:
         tables = {r[0] for r in conn.execute("select table_name from information_schema.tables").fetchall()}
-    assert "core_emissions__monthly_lines" not in tables  # downstream of the failed blocking check
-    assert not settings.serving.exists()
+    assert "core_emissions__monthly_lines" not in tables  # held back by the failed blocking check
 
 
 def test_the_inbox_sensor_requests_the_months_of_a_new_file(tmp_path: Path) -> None:
@@ -151,5 +174,6 @@ def test_the_inbox_sensor_requests_the_months_of_a_new_file(tmp_path: Path) -> N
     assert (monthly.job_name, monthly.tags[RANGE_START], monthly.tags[RANGE_END]) == ("monthly_job", "2023-03",
                                                                                       "2023-03")
     assert publish.job_name == "publish_job"
-    again = sensor(dg.build_sensor_context(cursor=result.cursor, resources={"accounting": defs.resources["accounting"]}))
+    resources = {"accounting": defs.resources["accounting"]}
+    again = sensor(dg.build_sensor_context(cursor=result.cursor, resources=resources))
     assert not again.run_requests

@@ -168,3 +168,12 @@ def test_xlsx_and_json_forms_give_the_same_lines_as_csv() -> None:
     for other in (from_xlsx, from_json):
         assert list(other["quantity"]) == list(from_csv["quantity"])
         assert list(other["quantity_kind"]) == list(from_csv["quantity_kind"])
+
+
+def test_blank_lines_are_skipped_and_row_numbers_stay_those_of_the_file() -> None:
+    content = ("enterprise_id,period,activity,item,quantity,unit\n"
+               f"{ENTERPRISE},2023-01,fuel_combustion,coke,1,t\n\n,,,,,\n"
+               f"{ENTERPRISE},2023-01,fuel_combustion,lignite,1,ton\n")
+    with pytest.raises(InvalidFileError) as caught:
+        parse_activity(SourceFile("gaps.csv", content.encode()), rules=RULES)
+    assert [(e.row, e.column) for e in caught.value.errors] == [(5, "unit")]
