@@ -356,8 +356,9 @@ def calculate(conn: duckdb.DuckDBPyConnection, *, table: str, library: FactorLib
               options: CalculationOptions, run_id: str) -> str:
     """What the pipeline does with a table of typed lines; returns the edition used.
 
-    The conversion table is built from the distinct (quantity kind, unit, parameter units) only:
-    ``conversion_table`` needs nothing else, and fetching 10M lines into pandas would measure pandas.
+    The conversion table is built from the distinct combinations of the lines' low-cardinality text
+    columns (a few dozen rows): ``conversion_table`` reads nothing else, and fetching 10M lines into
+    pandas would measure pandas, not the calculation.
     """
     distinct = conn.execute(_DISTINCT_UNITS_SQL.format(table=table)).df()
     edition = register_inputs(conn, lines=distinct, library=library, options=options)
@@ -367,11 +368,11 @@ def calculate(conn: duckdb.DuckDBPyConnection, *, table: str, library: FactorLib
 
 def sql_totals(conn: duckdb.DuckDBPyConnection) -> dict[str, float | int]:
     """Totals of the materialized ``emission_lines`` and ``enterprise_balances``: proof the run happened."""
-    lines, tco2e, energy = conn.execute(
-        "select count(*), sum(tco2e), sum(energy_tce) from emission_lines").fetchall()[0]
+    lines, tco2e, energy, quantity = conn.execute(
+        "select count(*), sum(tco2e), sum(energy_tce), sum(quantity_canonical) from emission_lines").fetchall()[0]
     balances, net = conn.execute("select count(*), sum(net_tco2e) from enterprise_balances").fetchall()[0]
     return {"lines": int(lines), "tco2e": float(tco2e), "energy_tce": float(energy), "balances": int(balances),
-            "net_tco2e": float(net)}
+            "net_tco2e": float(net), "quantity_canonical": float(quantity)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -435,22 +436,25 @@ class NaiveCalculator:
         rows = self.factors[("cn", parameter, subject)]
         return self.q(rows[0].value, rows[0].unit)
 
-    def line(self, row: dict[str, Any]) -> tuple[float | None, float | None]:
-        """(tCO2e, tce) of one typed line; None where the line has none (production, pollutants...)."""
+    def line(self, row: dict[str, Any]) -> tuple[float, float | None, float | None]:
+        """(quantity in its canonical unit, tCO2e, tce) of one typed line; None where it has none.
+
+        Every quantity is normalized, as the SQL does for every line (litres with their density to t).
+        """
         amount = self.q(row["quantity"], row["unit"])
-        if row["quantity_kind"] != "fuel_liquid_volume":  # every quantity is normalized, as in SQL
-            (amount / self.q(1.0, CANONICAL_UNIT[row["quantity_kind"]])).to("dimensionless")
+        canonical = CANONICAL_UNIT[row["quantity_kind"]]
+        if row["quantity_kind"] == "fuel_liquid_volume":
+            amount, canonical = (amount * self.q(row["density"], row["density_unit"])).to("t"), "t"
+        quantity_canonical = (amount / self.q(1.0, canonical)).to("dimensionless").magnitude
         method = self.methods.get(row["activity"])
         if method is None:
-            return None, None
+            return quantity_canonical, None, None
         co2, energy = method(row | {"amount": amount})
-        tco2e = None if co2 is None else (co2 * self.q(self.gwp_co2, "tCO2e/tCO2")).to("tCO2e").magnitude
-        return tco2e, None if energy is None else energy.to("tce").magnitude
+        tco2e = (co2 * self.q(self.gwp_co2, "tCO2e/tCO2")).to("tCO2e").magnitude
+        return quantity_canonical, tco2e, None if energy is None else energy.to("tce").magnitude
 
     def _fuel(self, row: dict[str, Any]) -> tuple[Quantity, Quantity]:
         amount = row["amount"]
-        if row["quantity_kind"] == "fuel_liquid_volume":
-            amount = (amount * self.q(row["density"], row["density_unit"])).to("t")
         if row["ncv"] is not None:
             ncv = self.q(row["ncv"], row["ncv_unit"])
         else:
@@ -499,7 +503,7 @@ class NaiveCalculator:
         return (amount * factor).to("tCO2"), sign * amount
 
     def grid_factor(self, year: int, period: str) -> Quantity:
-        """The configured region's factor of the activity year, else the latest within the lag, else national."""
+        """The configured region's latest factor within the lag (activity year first), else national's."""
         region, lag = self.options.grid_region, self.options.max_factor_lag_years
         candidates = []
         for subject in (region, "national"):
@@ -517,10 +521,11 @@ class NaiveCalculator:
 
 def run_baseline(rows: Sequence[dict[str, Any]], calculator: NaiveCalculator) -> dict[str, float | int]:
     """Run the naive calculation over ``rows``: per-line results, then enterprise-month nets, as the SQL does."""
-    tco2e_total = energy_total = 0.0
+    tco2e_total = energy_total = quantity_total = 0.0
     nets: dict[tuple[str, str], float] = {}
     for row in rows:
-        tco2e, energy = calculator.line(row)
+        quantity, tco2e, energy = calculator.line(row)
+        quantity_total += quantity
         if tco2e is not None:
             tco2e_total += tco2e
             sign = -1.0 if row["activity"] in ("exported_electricity", "exported_heat") else 1.0
@@ -528,7 +533,8 @@ def run_baseline(rows: Sequence[dict[str, Any]], calculator: NaiveCalculator) ->
             nets[key] = nets.get(key, 0.0) + sign * tco2e
         if energy is not None:
             energy_total += energy
-    return {"lines": len(rows), "tco2e": tco2e_total, "energy_tce": energy_total, "net_tco2e": sum(nets.values())}
+    return {"lines": len(rows), "tco2e": tco2e_total, "energy_tce": energy_total, "net_tco2e": sum(nets.values()),
+            "quantity_canonical": quantity_total}
 
 
 def relative_difference(a: float, b: float) -> float:
@@ -662,7 +668,7 @@ def compare_on_sample(conn: duckdb.DuckDBPyConnection, *, sample: int, library: 
     baseline = run_baseline(rows, calculator)
     baseline_s = time.perf_counter() - started
     differences = {key: relative_difference(float(sql[key]), float(baseline[key]))
-                   for key in ("tco2e", "energy_tce", "net_tco2e")}
+                   for key in ("tco2e", "energy_tce", "net_tco2e", "quantity_canonical")}
     return {
         "sample": len(rows), "baseline_s": baseline_s, "baseline_lines_per_s": len(rows) / baseline_s,
         "sample_sql": sql, "sample_baseline": baseline, "relative_differences": differences,

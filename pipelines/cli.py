@@ -181,7 +181,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not args.no_dagster:
         commands.append([python, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", args.host,
                          "-p", str(args.dagster_port)])
-    processes = [subprocess.Popen(c, start_new_session=True) for c in commands]  # noqa: S603
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)  # also when started with SIGINT ignored (a background job)
+    processes = [subprocess.Popen(c, start_new_session=True, preexec_fn=_default_signals)  # noqa: S603, PLW1509
+                 for c in commands]
     print(f"API:        http://{args.host}:{args.api_port}  (OpenAPI at /docs)", flush=True)
     if not args.no_dagster:
         print(f"Dagster UI: http://{args.host}:{args.dagster_port}", flush=True)
@@ -199,6 +202,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"stopped: {', '.join(failed)} exited with an error (see above)", file=sys.stderr)
         return 1
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _default_signals() -> None:
+    """In a child before exec: default SIGINT and SIGTERM, so that stopping it works however we were started."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
