@@ -367,7 +367,7 @@ def calculate(conn: duckdb.DuckDBPyConnection, *, table: str, library: FactorLib
 
 
 def sql_totals(conn: duckdb.DuckDBPyConnection) -> dict[str, float | int]:
-    """Totals of the materialized ``emission_lines`` and ``enterprise_balances``: proof the run happened."""
+    """Totals of the ``emission_lines`` and of the materialized ``enterprise_balances``: proof the run happened."""
     lines, tco2e, energy, quantity = conn.execute(
         "select count(*), sum(tco2e), sum(energy_tce), sum(quantity_canonical) from emission_lines").fetchall()[0]
     balances, net = conn.execute("select count(*), sum(net_tco2e) from enterprise_balances").fetchall()[0]

@@ -102,25 +102,34 @@ where ruleset = 'cn' and (parameter, subject) in (
 
 _GRID_SQL = """
 create or replace temp table grid_choice as
-with candidates as (
-    select n.line_key, f.factor_id, f.value_canonical as value, f.year, f.subject,
-        row_number() over (partition by n.line_key
+with periods as (
+    select distinct year, period from normalized_lines
+    where activity in ('purchased_electricity', 'exported_electricity')
+      and supplier_factor is null and item <> 'green_certified'
+),
+candidates as (
+    select p.year as line_year, p.period as line_period, f.factor_id, f.value_canonical as value, f.year, f.subject,
+        row_number() over (partition by p.year, p.period
                            order by case when f.subject = $grid_region then 0 else 1 end, f.year desc) as rank
-    from normalized_lines n
+    from periods p
     join factor_table f
       on f.ruleset = 'cn' and f.parameter = 'co2_per_electricity'
      and f.subject in ($grid_region, 'national')
-     and f.year <= n.year and f.year >= n.year - $max_lag
-     and (f.valid_from is null or f.valid_from = '' or f.valid_from <= n.period)
-     and (f.valid_to is null or f.valid_to = '' or left(n.period, 7) <= f.valid_to)
-    where n.activity in ('purchased_electricity', 'exported_electricity')
-      and n.supplier_factor is null and n.item <> 'green_certified'
+     and f.year <= p.year and f.year >= p.year - $max_lag
+     and (f.valid_from is null or f.valid_from = '' or f.valid_from <= p.period)
+     and (f.valid_to is null or f.valid_to = '' or left(p.period, 7) <= f.valid_to)
 )
-select line_key, factor_id, value, year, subject from candidates where rank = 1
+select line_year, line_period, factor_id, value, year, subject from candidates where rank = 1
+"""
+
+_RUN_OPTIONS_SQL = """
+create or replace temp table run_options as
+select $ruleset::varchar as opt_ruleset, $by::varchar as opt_by, $edition::varchar as opt_edition,
+    $gwp_set::varchar as opt_gwp_set, $grid_region::varchar as opt_grid_region, $run_id::varchar as opt_run_id
 """
 
 _LINES_SQL = """
-create or replace temp table emission_lines as
+create or replace temp view emission_lines as
 with
 gwp as (select
     coalesce(any_value(gwp100) filter (where gas = 'CO2'), 1.0) as co2,
@@ -137,15 +146,19 @@ base as (
         cf.value_canonical as carbonate_factor, cf.factor_id as carbonate_id,
         g.value as grid_value, g.factor_id as grid_id, g.year as grid_year, g.subject as grid_subject,
         hd.value as heat_default, hd.factor_id as heat_id,
-        te.value as tce_elec, te.factor_id as tce_elec_id
+        te.value as tce_elec, te.factor_id as tce_elec_id,
+        o.*
     from normalized_lines n
     left join fuel_defaults fd on n.activity = 'fuel_combustion' and fd.fuel = n.item
     left join ipcc_defaults ip on n.activity = 'fuel_combustion' and ip.fuel = n.item
     left join factor_table cf on n.activity = 'carbonate_use' and cf.ruleset = 'cn'
          and cf.parameter = 'co2_per_mass' and cf.subject = n.item
-    left join grid_choice g on g.line_key = n.line_key
+    left join grid_choice g on n.activity in ('purchased_electricity', 'exported_electricity')
+         and n.supplier_factor is null and n.item <> 'green_certified'
+         and g.line_year = n.year and g.line_period = n.period
     cross join heat_default hd
     cross join tce_elec te
+    cross join run_options o
 ),
 fuel_terms as (
     select *,
@@ -161,13 +174,13 @@ computed as (
         case
             when activity = 'fuel_combustion' and cc_mass_measured is not null
                 then quantity_canonical * cc_mass_measured
-                     * (case when $ruleset = 'ipcc2006' then coalesce(oxidation_rate, 1.0) else of_used end)
+                     * (case when opt_ruleset = 'ipcc2006' then coalesce(oxidation_rate, 1.0) else of_used end)
                      * (44.0 / 12.0)
-            when activity = 'fuel_combustion' and $ruleset = 'ipcc2006' and cc_heat_measured is null
+            when activity = 'fuel_combustion' and opt_ruleset = 'ipcc2006' and cc_heat_measured is null
                 then fuel_heat_gj * ipcc_co2
             when activity = 'fuel_combustion'
                 then fuel_heat_gj * cc_used
-                     * (case when $ruleset = 'ipcc2006' then coalesce(oxidation_rate, 1.0) else of_used end)
+                     * (case when opt_ruleset = 'ipcc2006' then coalesce(oxidation_rate, 1.0) else of_used end)
                      * (44.0 / 12.0)
             when activity = 'carbonate_use' then quantity_canonical * coalesce(purity, 1.0) * carbonate_factor
             when activity = 'clinker_production' then quantity_canonical * (
@@ -179,8 +192,8 @@ computed as (
             when activity in ('purchased_heat', 'exported_heat')
                 then quantity_canonical * coalesce(supplier_factor, heat_default)
         end as co2_t,
-        case when activity = 'fuel_combustion' and $ruleset = 'ipcc2006' then fuel_heat_gj * ipcc_ch4 end as ch4_t,
-        case when activity = 'fuel_combustion' and $ruleset = 'ipcc2006' then fuel_heat_gj * ipcc_n2o end as n2o_t,
+        case when activity = 'fuel_combustion' and opt_ruleset = 'ipcc2006' then fuel_heat_gj * ipcc_ch4 end as ch4_t,
+        case when activity = 'fuel_combustion' and opt_ruleset = 'ipcc2006' then fuel_heat_gj * ipcc_n2o end as n2o_t,
         case
             when activity = 'fuel_combustion' then fuel_heat_gj / {tce_gj}
             when activity = 'purchased_electricity' then quantity_canonical * tce_elec
@@ -196,7 +209,7 @@ computed as (
 )
 select
     source_file, source_sha256, row_number, line_key, partition_month, enterprise_id, period, year, month,
-    case when $by = 'year' then year::varchar else period end as result_period,
+    case when opt_by = 'year' then year::varchar else period end as result_period,
     activity, item, facility, quantity, unit, quantity_canonical, unit_canonical,
     case
         when activity = 'fuel_combustion' then 'combustion'
@@ -215,7 +228,7 @@ select
     case when pollutant_t is not null then item end as pollutant,
     pollutant_t,
     list_filter(case
-        when activity = 'fuel_combustion' and $ruleset = 'ipcc2006' then [
+        when activity = 'fuel_combustion' and opt_ruleset = 'ipcc2006' then [
             case when ncv_measured is null and fuel_basis <> 'energy' then ncv_id end,
             case when cc_mass_measured is null and cc_heat_measured is null then ipcc_co2_id end,
             ipcc_ch4_id, ipcc_n2o_id]
@@ -252,20 +265,20 @@ select
         case when ncv_measured is not null then 'measured' else ncv_id end end as ncv_source,
     case when activity <> 'fuel_combustion' then null
          when cc_mass_measured is not null then cc_mass_measured
-         when $ruleset = 'ipcc2006' and cc_heat_measured is null then ipcc_co2
+         when opt_ruleset = 'ipcc2006' and cc_heat_measured is null then ipcc_co2
          else cc_used end as carbon_content_used,
     case when activity <> 'fuel_combustion' then null
          when cc_mass_measured is not null then 'tC/t'
-         when $ruleset = 'ipcc2006' and cc_heat_measured is null then 'tCO2/GJ'
+         when opt_ruleset = 'ipcc2006' and cc_heat_measured is null then 'tCO2/GJ'
          else 'tC/GJ' end as carbon_content_unit_used,
     case when activity <> 'fuel_combustion' then null
          when cc_mass_measured is not null or cc_heat_measured is not null then 'measured'
-         when $ruleset = 'ipcc2006' then ipcc_co2_id else cc_id end as carbon_content_source,
+         when opt_ruleset = 'ipcc2006' then ipcc_co2_id else cc_id end as carbon_content_source,
     case when activity <> 'fuel_combustion' then null
-         when $ruleset = 'ipcc2006' then coalesce(oxidation_rate, 1.0) else of_used end as oxidation_rate_used,
+         when opt_ruleset = 'ipcc2006' then coalesce(oxidation_rate, 1.0) else of_used end as oxidation_rate_used,
     case when activity <> 'fuel_combustion' then null
          when oxidation_rate is not null then 'measured'
-         when $ruleset = 'ipcc2006' then 'ipcc2006 (1.0)' else of_id end as oxidation_rate_source,
+         when opt_ruleset = 'ipcc2006' then 'ipcc2006 (1.0)' else of_id end as oxidation_rate_source,
     density_t_per_l,
     case when activity = 'carbonate_use' then coalesce(purity, 1.0) end as purity_used,
     case when activity = 'carbonate_use' then
@@ -291,8 +304,8 @@ select
             case when supplier_factor is not null then 'supplier: ' || evidence else heat_id end
     end as factor_source,
     case when activity in ('purchased_electricity', 'exported_electricity') then tce_elec end as tce_per_mwh_used,
-    $ruleset as ruleset, $edition as edition, $gwp_set as gwp_set, $grid_region as grid_region,
-    $run_id as run_id
+    opt_ruleset as ruleset, opt_edition as edition, opt_gwp_set as gwp_set, opt_grid_region as grid_region,
+    opt_run_id as run_id
 from computed, gwp
 """
 
@@ -441,9 +454,10 @@ def create_emission_lines(conn: duckdb.DuckDBPyConnection, *, options: Calculati
     params = {"grid_region": options.grid_region, "max_lag": options.max_factor_lag_years}
     conn.execute(_FACTORS_SQL)
     conn.execute(_GRID_SQL, params)
-    conn.execute(_LINES_SQL.format(tce_gj=TCE_GJ), {
+    conn.execute(_RUN_OPTIONS_SQL, {
         "grid_region": options.grid_region, "ruleset": options.ruleset, "edition": edition, "gwp_set": options.gwp_set,
         "run_id": run_id, "by": options.by})
+    conn.execute(_LINES_SQL.format(tce_gj=TCE_GJ))
     _raise_missing_factors(conn, options=options, edition=edition)
 
 

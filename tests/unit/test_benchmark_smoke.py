@@ -71,6 +71,7 @@ def test_a_small_run_reports_every_figure_and_sql_agrees_with_the_baseline(
     assert result["size"] == 20_000
     assert result["sql"]["lines"] == 20_000 and result["sql"]["balances"] > 0
     assert result["sample"] == 2_000
+    assert set(result["relative_differences"]) == {"tco2e", "energy_tce", "net_tco2e", "quantity_canonical"}
     assert result["max_relative_difference"] <= bench.AGREEMENT
     assert result["sample_sql"]["tco2e"] == pytest.approx(result["sample_baseline"]["tco2e"], rel=1e-9)
     for key in ("calculate_s", "lines_per_s", "baseline_lines_per_s", "ratio", "peak_rss_mb"):
