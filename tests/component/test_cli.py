@@ -1,6 +1,7 @@
 """The ``carbon`` command: calculate prints JSON and stores nothing; invalid input exits 2 with every error."""
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,41 @@ def test_factors_describes_the_verified_library(capsys: pytest.CaptureFixture[st
     status, report = run(["factors"], capsys)
     assert status == 0
     assert report["latest"] == "2026.1" and report["factor_count"] > 100 and report["hashes_verified"]
+
+
+@pytest.fixture
+def cli_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Point the CLI's settings at a temporary data folder (and the committed sample)."""
+    from pipelines.settings import get_settings
+
+    monkeypatch.setenv("CARBON_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CARBON_SAMPLE_DIR", str(SAMPLE_MONTH.parents[1]))
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def test_ingest_stores_a_valid_file_once_and_refuses_an_invalid_one_whole(
+        cli_settings: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = cli_settings / "good.csv"
+    good.write_bytes(csv_file([{"activity": "purchased_electricity", "quantity": "10", "unit": "MWh"}]).content)
+    status, first = run(["ingest", str(good)], capsys)
+    assert status == 0
+    (receipt,) = first["accepted"]
+    assert [p.name for p in (cli_settings / "inbox").iterdir()] == [f"{receipt['content_sha256']}.csv"]
+    status, again = run(["ingest", str(good)], capsys)
+    assert status == 0 and again["accepted"][0]["submission_id"] == receipt["submission_id"]
+    bad = cli_settings / "bad.csv"
+    bad.write_bytes(csv_file([{"activity": "purchased_electricity", "quantity": "10", "unit": "MT"}]).content)
+    status, report = run(["ingest", str(bad)], capsys)
+    assert status == 2 and report["errors"][0]["column"] == "unit"
+    assert len(list((cli_settings / "inbox").iterdir())) == 1
+
+
+def test_registry_lists_the_sample_zone(cli_settings: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, registry = run(["registry"], capsys)
+    assert status == 0
+    assert registry["total"] == 34
+    categories = {item["category"] for item in registry["items"]}
+    assert {"heat_power_supplier", "manufacturer", "construction_project"} <= categories
+    assert all(item["province_code"] == "410000" for item in registry["items"])
