@@ -24,18 +24,21 @@ class WarehouseResource(dg.ConfigurableResource):
 
 
 class AccountingResource(dg.ConfigurableResource):
-    """Inputs and accounting choices: activity folders, registry file, factor library and options."""
+    """Inputs and accounting choices: activity folders, registry file, factor library and options.
+
+    Every value comes from ``Settings`` (``pipelines.definitions.build_resources``): no second set of defaults.
+    """
 
     activity_folders: list[str]
     registry_file: str
     factor_root: str | None = None
-    factor_edition: str | None = None
-    ruleset: str = "cn"
-    grid_region: str = "national"
-    gwp_set: str = "AR5"
-    max_factor_lag_years: int = 3
-    key_emitter_tco2e: float = 26000.0
-    key_emitter_tce: float = 10000.0
+    factor_edition: str | None
+    ruleset: str
+    grid_region: str
+    gwp_set: str
+    max_factor_lag_years: int
+    key_emitter_tco2e: float
+    key_emitter_tce: float
 
     def library(self) -> FactorLibrary:
         return load_library(Path(self.factor_root) if self.factor_root else None)

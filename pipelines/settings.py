@@ -27,7 +27,6 @@ class Settings(BaseSettings):
     max_factor_lag_years: int = 3
     key_emitter_tco2e: float = 26000.0
     key_emitter_tce: float = 10000.0
-    first_month: str = "2023-01"
     max_upload_bytes: int = 20 * 1024 * 1024
 
     @property

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from accounting.activity import COLUMNS
 from accounting.registry import registry_columns
 from accounting.uscc import make_uscc
 
@@ -36,13 +37,7 @@ COUNTY_CODE = "410102"  # 中原区 (the zone's statistical parent district in t
 PERIODS: tuple[str, ...] = tuple(f"{y}-{m:02d}" for y in (2023, 2024) for m in range(1, 13))
 
 #: Activity-template columns in contract order; a file keeps those that some line uses.
-TEMPLATE_COLUMNS: tuple[str, ...] = (
-    "enterprise_id", "period", "activity", "item", "quantity", "unit", "facility", "heat_basis",
-    "ncv", "ncv_unit", "carbon_content", "carbon_content_unit", "oxidation_rate", "density",
-    "density_unit", "purity", "sulfur_content", "cao_fraction", "mgo_fraction",
-    "cao_noncarbonate_fraction", "mgo_noncarbonate_fraction", "concentration", "concentration_unit",
-    "emission_factor", "emission_factor_unit", "evidence", "note",
-)  # fmt: skip
+TEMPLATE_COLUMNS = COLUMNS
 
 #: Share of full heating load by month: the Zhengzhou heating season runs 15 Nov - 15 Mar.
 HEATING = {1: 1.0, 2: 0.85, 3: 0.45, 11: 0.5, 12: 0.95}
