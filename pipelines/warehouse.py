@@ -447,9 +447,11 @@ def create_normalized_view(conn: duckdb.DuckDBPyConnection, *, lines_table: str)
 
 def create_emission_lines(conn: duckdb.DuckDBPyConnection, *, options: CalculationOptions, edition: str,
                           run_id: str) -> None:
-    """Create the temp table ``emission_lines`` from ``normalized_lines``, ``factor_table``, ``gwp_table``.
+    """Create the temp view ``emission_lines`` over ``normalized_lines``, ``factor_table`` and ``gwp_table``.
 
-    Raises InvalidFileError listing the rows for which no factor could be selected.
+    A view, not a table: the lines stream into the balances, and a caller that keeps them (the
+    pipeline, one month at a time) stores them once. Raises InvalidFileError listing the rows for
+    which no factor could be selected.
     """
     params = {"grid_region": options.grid_region, "max_lag": options.max_factor_lag_years}
     conn.execute(_FACTORS_SQL)

@@ -10,6 +10,7 @@ import json
 import warnings
 
 import dagster as dg
+import duckdb
 import pandas as pd
 
 from accounting.activity import conversion_table
@@ -167,12 +168,14 @@ def out_emissions__monthly_enterprise_balances(context: dg.AssetExecutionContext
     return dg.MaterializeResult(metadata={"dagster/row_count": count, "months": months})
 
 
-def _balances(conn: object, *, accounting: AccountingResource, run_id: str, source: str, by: str = "month") -> None:
-    options = accounting.options(by=by)
-    conn.execute(f"create or replace temp view emission_lines as select * replace ("  # type: ignore[attr-defined]
-                 f"{'year::varchar' if by == 'year' else 'result_period'} as result_period) from ({source})")
-    edition = conn.execute("select any_value(edition) from emission_lines").fetchall()[0][0]  # type: ignore[attr-defined]
-    wh.create_balances(conn, options=options, edition=edition or "", run_id=run_id)  # type: ignore[arg-type]
+def _balances(conn: duckdb.DuckDBPyConnection, *, accounting: AccountingResource, run_id: str, source: str,
+              by: str = "month") -> None:
+    """Create ``enterprise_balances`` from the stored emission lines selected by ``source``."""
+    result_period = "year::varchar" if by == "year" else "result_period"
+    conn.execute(f"create or replace temp view emission_lines as select * replace ({result_period} as result_period) "
+                 f"from ({source})")
+    edition = conn.execute("select any_value(edition) from emission_lines").fetchall()[0][0]
+    wh.create_balances(conn, options=accounting.options(by=by), edition=edition or "", run_id=run_id)
 
 
 @dg.asset(group_name="zone", partitions_def=monthly, backfill_policy=single_run, kinds={"duckdb"},
