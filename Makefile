@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: setup
+	$(BIN)/carbon load-sample
 	$(BIN)/carbon run
 	$(BIN)/carbon serve
 

@@ -21,7 +21,8 @@ from starlette.datastructures import UploadFile
 
 from accounting.calculation import CalculationOptions
 from accounting.factors import FactorLibrary
-from api.errors import InvalidOptionsError, PayloadTooLargeError, UnsupportedMediaTypeError
+from accounting.review import Actor, ReviewError
+from api.errors import AuthenticationRequiredError, InvalidOptionsError, PayloadTooLargeError, UnsupportedMediaTypeError
 from api.schemas import ActivityLinesRequest
 from api.services.submissions import clean_filename
 from api.store.serving import SnapshotReader
@@ -150,3 +151,24 @@ UploadDep = Annotated[Upload, Depends(read_upload)]
 
 IdempotencyKeyDep = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255,
                                                  description="any client-chosen key, e.g. a UUIDv4")]
+
+
+def get_actor(
+    actor_id: Annotated[str | None, Header(alias="X-Actor-Id", max_length=255, description="who acts")] = None,
+    role: Annotated[str | None, Header(alias="X-Role", description="enterprise, verifier, officer or engineer")] = None,
+    enterprise_ids: Annotated[str | None, Header(alias="X-Enterprise-Ids", max_length=4096,
+                                                 description="for the enterprise role: comma-separated ids")] = None,
+) -> Actor:
+    """The acting user, from request headers until authentication replaces this one function.
+
+    Deny by default: a request without an actor and a role is refused with 401.
+    """
+    if not actor_id or not role:
+        raise AuthenticationRequiredError("send X-Actor-Id and X-Role (enterprise, verifier, officer or engineer)")
+    if role == "system":
+        raise ReviewError("the system role is not available to requests", code="role_not_allowed")
+    ids = frozenset(i.strip() for i in (enterprise_ids or "").split(",") if i.strip())
+    return Actor(actor_id=actor_id, role=role, enterprise_ids=ids)
+
+
+ActorDep = Annotated[Actor, Depends(get_actor)]

@@ -18,7 +18,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from accounting.errors import AccountingError, FactorError, InvalidFileError, UnitError
-from api.services.submissions import IdempotencyKeyReusedError, SubmissionNotFoundError
+from accounting.review import ReviewError
+from api.services.review import PeriodStateError, StaleStateError
+from api.services.submissions import (
+    ForeignEnterpriseError,
+    IdempotencyKeyReusedError,
+    PeriodClosedError,
+    SubmissionNotFoundError,
+)
 from api.store.db import DatabaseUnavailableError
 from api.store.serving import SnapshotUnavailableError
 
@@ -31,6 +38,12 @@ class NotFoundError(LookupError):
     def __init__(self, detail: str, *, code: str = "not_found") -> None:
         super().__init__(detail)
         self.code = code
+
+
+class AuthenticationRequiredError(Exception):
+    """The request does not say who acts."""
+
+    code = "authentication_required"
 
 
 class PayloadTooLargeError(Exception):
@@ -109,6 +122,44 @@ def _idempotency_reused(_: Request, exc: IdempotencyKeyReusedError) -> JSONRespo
                    detail=str(exc), first_submission_id=exc.first_submission_id)
 
 
+REVIEW_STATUS = {
+    "role_not_allowed": status.HTTP_403_FORBIDDEN,
+    "not_own_enterprise": status.HTTP_403_FORBIDDEN,
+    "transition_not_allowed": status.HTTP_409_CONFLICT,
+    "held_by_checks": status.HTTP_409_CONFLICT,
+    "not_calculated": status.HTTP_409_CONFLICT,
+    "months_not_locked": status.HTTP_409_CONFLICT,
+}
+
+
+def _review(_: Request, exc: ReviewError) -> JSONResponse:
+    extra: dict[str, Any] = {}
+    if isinstance(exc, PeriodStateError):
+        extra = {"current": exc.current, **({"detail_items": exc.detail} if exc.detail is not None else {})}
+    return problem(status_code=REVIEW_STATUS.get(exc.code, status.HTTP_422_UNPROCESSABLE_CONTENT), code=exc.code,
+                   title="Review rule refused the action", detail=str(exc), **extra)
+
+
+def _unauthenticated(_: Request, exc: AuthenticationRequiredError) -> JSONResponse:
+    return problem(status_code=status.HTTP_401_UNAUTHORIZED, code=exc.code, title="Who is acting?", detail=str(exc),
+                   headers={"WWW-Authenticate": "X-Actor-Id"})
+
+
+def _stale(_: Request, exc: StaleStateError) -> JSONResponse:
+    return problem(status_code=status.HTTP_409_CONFLICT, code=exc.code, title="Changed by someone else",
+                   detail=str(exc), current=exc.current)
+
+
+def _foreign_enterprise(_: Request, exc: ForeignEnterpriseError) -> JSONResponse:
+    return problem(status_code=status.HTTP_403_FORBIDDEN, code=exc.code, title="Not your enterprise",
+                   detail=str(exc), enterprise_ids=exc.enterprise_ids)
+
+
+def _period_closed(_: Request, exc: PeriodClosedError) -> JSONResponse:
+    return problem(status_code=status.HTTP_409_CONFLICT, code=exc.code, title="Period not open for submissions",
+                   detail=str(exc), periods=exc.periods)
+
+
 def _too_large(_: Request, exc: PayloadTooLargeError) -> JSONResponse:
     return problem(status_code=status.HTTP_413_CONTENT_TOO_LARGE, code=exc.code, detail=str(exc),
                    limit_bytes=exc.limit)
@@ -142,7 +193,13 @@ _Handler = Callable[[Request, Any], JSONResponse | Awaitable[JSONResponse]]
 #: Most specific first; Starlette picks the handler of the nearest class in the exception's MRO.
 HANDLERS: dict[type[Exception], _Handler] = {
     InvalidFileError: _invalid_file,
+    PeriodStateError: _review,
+    ReviewError: _review,
     AccountingError: _accounting,
+    StaleStateError: _stale,
+    AuthenticationRequiredError: _unauthenticated,
+    ForeignEnterpriseError: _foreign_enterprise,
+    PeriodClosedError: _period_closed,
     InvalidOptionsError: _invalid_options,
     NotFoundError: _not_found,
     SubmissionNotFoundError: _not_found,

@@ -293,6 +293,8 @@ class Receipt(BaseModel):
     line_count: int
     enterprise_ids: list[str]
     periods: list[str]
+    submitter_id: str
+    template_version: str
     status: Literal["accepted"]
 
 

@@ -97,48 +97,113 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if summary.success else 1
 
 
-def cmd_ingest(args: argparse.Namespace) -> int:
+def _actor(args: argparse.Namespace) -> Any:
+    from accounting.review import Actor
+
+    return Actor(actor_id=args.actor, role=args.role, enterprise_ids=frozenset(args.enterprise or ()))
+
+
+def _submit_files(paths: list[Path], *, actor: Any) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Submit files one by one; stop at the first refused one and return its report."""
     from api.services.submissions import accept_submission
     from api.store.db import session_factory
     from pipelines.settings import get_settings
 
     settings = get_settings()
-    receipts = []
+    receipts: list[dict[str, Any]] = []
     with session_factory(settings)() as session:
-        for name in args.files:
-            path = Path(name)
+        for path in paths:
             try:
-                receipt = accept_submission(session, settings=settings, filename=path.name,
-                                            content=path.read_bytes(), idempotency_key=None)
-            except AccountingError as err:
-                _print_json({**_error_report(err), "accepted": receipts})
-                return EXIT_INVALID
-            receipts.append(receipt)
+                receipts.append(accept_submission(session, settings=settings, actor=actor, filename=path.name,
+                                                  content=path.read_bytes()))
+            except (AccountingError, PermissionError) as err:
+                report = err.to_report() if isinstance(err, InvalidFileError) else {
+                    "code": getattr(err, "code", "refused"), "detail": str(err)}
+                return receipts, {**report, "file": str(path)}
+            except Exception as err:  # a closed period and the like: named, not a traceback
+                if not hasattr(err, "code"):
+                    raise
+                return receipts, {"code": err.code, "detail": str(err), "file": str(path)}
+    return receipts, None
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    receipts, refused = _submit_files([Path(f) for f in args.files], actor=_actor(args))
+    if refused:
+        _print_json({**refused, "accepted": receipts})
+        return EXIT_INVALID
     _print_json({"accepted": receipts})
     return 0
 
 
-def cmd_registry(args: argparse.Namespace) -> int:
-    from accounting.registry import parse_registry
+def cmd_load_sample(args: argparse.Namespace) -> int:
+    """Import the sample registry and submit the sample months (idempotent: a second run stores nothing)."""
+    from accounting.review import Actor
+    from api.services.registry import import_registry
+    from api.store.db import session_factory
     from pipelines.settings import get_settings
 
     settings = get_settings()
-    try:
-        enterprises = parse_registry(settings.registry.read_bytes(), source=str(settings.registry))
-    except AccountingError as err:
-        _print_json(_error_report(err))
-        return EXIT_INVALID
-    key_status = _published_key_emitters(settings.serving)
-    items = []
-    for enterprise in enterprises:
-        item = {k: getattr(enterprise, k) for k in enterprise.__dataclass_fields__}
-        item["facilities"] = list(enterprise.facilities)
-        item["is_key_emitter"] = key_status.get(enterprise.enterprise_id)
-        if args.key_emitters and not item["is_key_emitter"]:
-            continue
-        items.append(item)
+    actor = Actor(actor_id="sample-loader", role="engineer")
+    with session_factory(settings)() as session:
+        counts = import_registry(session, content=settings.registry.read_bytes(), source=str(settings.registry),
+                                 actor=actor)
+    files = sorted((settings.sample_dir / "activity").glob("*.csv"))
+    receipts, refused = _submit_files(files, actor=actor)
+    _print_json({"registry": counts, "submissions": len(receipts), "refused": refused})
+    return EXIT_INVALID if refused else 0
+
+
+def cmd_registry(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from accounting.review import Actor
+    from api.services.registry import import_registry
+    from api.store.db import session_factory
+    from api.store.schema import Enterprise
+    from pipelines.settings import get_settings
+
+    settings = get_settings()
+    with session_factory(settings)() as session:
+        if args.import_file:
+            path = Path(args.import_file)
+            counts = import_registry(session, content=path.read_bytes(), source=str(path),
+                                     actor=Actor(actor_id=args.actor, role="engineer"))
+            _print_json(counts)
+            return 0
+        enterprises = session.scalars(select(Enterprise).order_by(Enterprise.enterprise_id)).all()
+        key_status = _published_key_emitters(settings.serving)
+        items = []
+        for enterprise in enterprises:
+            item = {c.name: getattr(enterprise, c.name) for c in Enterprise.__table__.columns}
+            item["is_key_emitter"] = key_status.get(enterprise.enterprise_id)
+            if args.key_emitters and not item["is_key_emitter"]:
+                continue
+            items.append(item)
     _print_json({"total": len(items), "items": items})
     return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from api.store.db import create_db_engine, migrate
+    from pipelines.settings import get_settings
+
+    engine = create_db_engine(get_settings().database)
+    migrate(engine, revision=args.revision)
+    _print_json({"database": engine.url.render_as_string(hide_password=True), "revision": args.revision})
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from api.store import audit
+    from api.store.db import session_factory
+    from pipelines.settings import get_settings
+
+    with session_factory(get_settings())() as session:
+        count, problems = audit.verify(session)
+    _print_json({"entries": count, "intact": not problems,
+                 "problems": [{"seq": p.seq, "code": p.code, "detail": p.detail} for p in problems]})
+    return 0 if not problems else 1
 
 
 def _published_key_emitters(snapshot: Path) -> dict[str, bool]:
@@ -242,9 +307,15 @@ def build_parser() -> argparse.ArgumentParser:
                            help="years a yearly factor may lag the activity year")
     calculate.set_defaults(handler=cmd_calculate)
 
-    ingest = commands.add_parser("ingest", help="validate and submit activity files to the inbox")
+    ingest = commands.add_parser("ingest", help="validate and submit activity files")
     ingest.add_argument("files", nargs="+")
+    ingest.add_argument("--actor", default="cli", help="who submits (recorded with the submission)")
+    ingest.add_argument("--role", default="engineer", choices=("enterprise", "officer", "engineer"))
+    ingest.add_argument("--enterprise", action="append", help="for --role enterprise: an enterprise id it acts for")
     ingest.set_defaults(handler=cmd_ingest)
+
+    load = commands.add_parser("load-sample", help="import the sample registry and submit the sample months")
+    load.set_defaults(handler=cmd_load_sample)
 
     run = commands.add_parser("run", help="materialize every asset over the months with data")
     run.set_defaults(handler=cmd_run)
@@ -256,9 +327,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-dagster", action="store_true", help="serve the API only")
     serve.set_defaults(handler=cmd_serve)
 
-    registry = commands.add_parser("registry", help="print the enterprise registry")
+    registry = commands.add_parser("registry", help="print the enterprise registry, or import a registry file")
     registry.add_argument("--key-emitters", action="store_true", help="only key emitters")
+    registry.add_argument("--import", dest="import_file", metavar="FILE", help="add and update enterprises from FILE")
+    registry.add_argument("--actor", default="cli")
     registry.set_defaults(handler=cmd_registry)
+
+    db = commands.add_parser("db", help="migrate the operational database")
+    db.add_argument("action", choices=("upgrade",))
+    db.add_argument("--revision", default="head")
+    db.set_defaults(handler=cmd_db)
+
+    audit = commands.add_parser("audit", help="verify the audit chain")
+    audit.add_argument("action", choices=("verify",))
+    audit.set_defaults(handler=cmd_audit)
 
     factors = commands.add_parser("factors", help="verify and describe the factor library")
     factors.add_argument("--edition", default=None)

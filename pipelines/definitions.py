@@ -1,11 +1,11 @@
-"""The Dagster code location: assets, checks, jobs and the inbox sensor, built from settings."""
+"""The Dagster code location: assets, checks, jobs and the submissions sensor, built from settings."""
 
 import dagster as dg
 
 from pipelines.assets import accounts
 from pipelines.checks import activity_lines_follow_contract, emission_lines_follow_contract
-from pipelines.resources import AccountingResource, WarehouseResource
-from pipelines.sensors import build_inbox_sensor
+from pipelines.resources import AccountingResource, OltpResource, WarehouseResource
+from pipelines.sensors import build_submissions_sensor
 from pipelines.settings import Settings, get_settings
 
 REFERENCE_ASSETS = [accounts.core_registry__enterprises, accounts.core_factors__factors]
@@ -16,7 +16,8 @@ MONTHLY_ASSETS = [
     accounts.out_emissions__monthly_enterprise_balances,
     accounts.out_zone__monthly_indicators,
 ]
-PUBLISH_ASSETS = [accounts.out_emissions__yearly_enterprise_balances, accounts.out_serving__snapshot]
+PUBLISH_ASSETS = [accounts.out_emissions__yearly_enterprise_balances, accounts.out_serving__snapshot,
+                  accounts.out_review__calculations]
 
 reference_job = dg.define_asset_job("reference_job", selection=dg.AssetSelection.assets(*REFERENCE_ASSETS))
 monthly_job = dg.define_asset_job("monthly_job", selection=dg.AssetSelection.assets(*MONTHLY_ASSETS))
@@ -26,9 +27,9 @@ publish_job = dg.define_asset_job("publish_job", selection=dg.AssetSelection.ass
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
         "warehouse": WarehouseResource(path=str(settings.warehouse), serving_path=str(settings.serving)),
+        "oltp": OltpResource(database_url=settings.database),
         "accounting": AccountingResource(
-            activity_folders=[str(p) for p in settings.activity_sources],
-            registry_file=str(settings.registry),
+            inbox_folder=str(settings.inbox),
             factor_edition=settings.factor_edition,
             ruleset=settings.ruleset,
             grid_region=settings.grid_region,
@@ -36,6 +37,8 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             max_factor_lag_years=settings.max_factor_lag_years,
             key_emitter_tco2e=settings.key_emitter_tco2e,
             key_emitter_tce=settings.key_emitter_tce,
+            first_period=settings.first_period,
+            submission_deadline_day=settings.submission_deadline_day,
         ),
     }
 
@@ -46,7 +49,7 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
         assets=[*REFERENCE_ASSETS, *MONTHLY_ASSETS, *PUBLISH_ASSETS],
         asset_checks=[activity_lines_follow_contract, emission_lines_follow_contract],
         jobs=[reference_job, monthly_job, publish_job],
-        sensors=[build_inbox_sensor(monthly_job=monthly_job, publish_job=publish_job)],
+        sensors=[build_submissions_sensor(monthly_job=monthly_job, publish_job=publish_job)],
         resources=build_resources(settings or get_settings()),
         executor=dg.in_process_executor,
     )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from pipelines.definitions import build_defs
-from pipelines.sensors import RANGE_END, RANGE_START, months_in_file
+from pipelines.sensors import RANGE_END, RANGE_START
 from pipelines.settings import Settings
 
 
@@ -26,18 +26,12 @@ class RunSummary:
 
 
 def months_with_data(settings: Settings) -> list[str]:
-    """Every month partition that a file in the activity folders touches."""
-    months: set[str] = set()
-    for folder in settings.activity_sources:
-        if not folder.is_dir():
-            continue
-        for path in folder.iterdir():
-            if path.is_file() and path.suffix.lower() in (".csv", ".xlsx", ".json"):
-                try:
-                    months.update(months_in_file(path.read_bytes(), path.name))
-                except Exception:  # noqa: BLE001, S112 - an unreadable file is reported by the pipeline itself
-                    continue
-    return sorted(months)
+    """Every month partition that a submission in force reports."""
+    from api.store.db import session_factory
+    from api.store.submissions import months_reported
+
+    with session_factory(settings)() as session:
+        return months_reported(session)
 
 
 def materialize_all(settings: Settings, *, instance: dg.DagsterInstance) -> RunSummary:

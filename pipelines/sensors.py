@@ -1,66 +1,87 @@
-"""The inbox sensor: a file dropped into the inbox becomes a run of the months it holds."""
+"""The submissions sensor: new submissions become runs of the months they report.
 
-import hashlib
+Two sources: files dropped into the inbox folder, which the sensor submits as a data engineer would
+(a refused file goes to ``inbox/refused/`` with its error report beside it, an accepted one to
+``inbox/accepted/``), and submissions stored through the API or the CLI. Each new submission asks for
+a run of its month range; a publication run follows them.
+"""
+
 import json
+import shutil
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from pipelines.resources import AccountingResource
+from pipelines.resources import AccountingResource, OltpResource
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
+INBOX_ACTOR = ("inbox", "engineer")
 
 
-def months_in_file(content: bytes, name: str) -> list[str]:
-    """The month partitions an activity file touches (annual lines count for December)."""
-    from accounting.activity import SourceFile, read_table
-
-    table = read_table(SourceFile(name, content))
-    if "period" not in table.columns:
-        return []
-    months = set()
-    for period in table["period"].unique():
-        if len(period) == 7 and period[4] == "-":
-            months.add(period)
-        elif len(period) == 4 and period.isdigit():
-            months.add(f"{period}-12")
-    return sorted(months)
+def months_of(periods: list[str]) -> list[str]:
+    """The month partitions of periods (annual periods count for December)."""
+    return sorted({p if len(p) == 7 else f"{p}-12" for p in periods})
 
 
-def build_inbox_sensor(*, monthly_job: Any, publish_job: Any) -> dg.SensorDefinition:
+def submit_inbox_files(inbox: Path, *, oltp: OltpResource, settings: Any) -> tuple[list[str], list[str]]:
+    """Submit every file waiting in the inbox; return the names accepted and refused."""
+    from accounting.errors import AccountingError
+    from accounting.review import Actor
+    from api.services.submissions import accept_submission
+
+    actor = Actor(actor_id=INBOX_ACTOR[0], role=INBOX_ACTOR[1])
+    accepted, refused = [], []
+    for path in sorted(p for p in inbox.iterdir() if p.is_file() and not p.name.startswith(".")):
+        with oltp.sessions()() as session:
+            try:
+                accept_submission(session, settings=settings, actor=actor, filename=path.name,
+                                  content=path.read_bytes())
+            except AccountingError as err:
+                report = err.to_report() if hasattr(err, "to_report") else {"code": err.code, "detail": str(err)}
+                _move(path, inbox / "refused")
+                (inbox / "refused" / f"{path.name}.errors.json").write_text(
+                    json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
+                refused.append(path.name)
+                continue
+        _move(path, inbox / "accepted")
+        accepted.append(path.name)
+    return accepted, refused
+
+
+def _move(path: Path, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(path), str(folder / path.name))
+
+
+def build_submissions_sensor(*, monthly_job: Any, publish_job: Any) -> dg.SensorDefinition:
     @dg.sensor(jobs=[monthly_job, publish_job], minimum_interval_seconds=15,
                default_status=dg.DefaultSensorStatus.RUNNING)
-    def inbox_sensor(context: dg.SensorEvaluationContext, accounting: AccountingResource) -> dg.SensorResult:
-        """Request a run for every new or changed file in the inbox, then a publication of the results."""
-        from accounting.errors import InvalidFileError
+    def submissions_sensor(context: dg.SensorEvaluationContext, accounting: AccountingResource,
+                           oltp: OltpResource) -> dg.SensorResult:
+        """Submit inbox files, then request a run for every submission received since the last evaluation."""
+        from api.store.submissions import received_after
 
-        seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-        inbox = accounting.folders()[-1]
-        requests: list[dg.RunRequest] = []
-        skipped: list[str] = []
-        for path in sorted(inbox.glob("*")) if inbox.is_dir() else []:
-            if not path.is_file() or path.name.startswith("."):
-                continue
-            content = path.read_bytes()
-            digest = hashlib.sha256(content).hexdigest()
-            if seen.get(path.name) == digest:
-                continue
-            seen[path.name] = digest
-            try:
-                months = months_in_file(content, path.name)
-            except InvalidFileError:
-                months = []
-            if not months:
-                skipped.append(path.name)
-                continue
-            requests.append(dg.RunRequest(run_key=f"{path.name}:{digest}", job_name=monthly_job.name,
-                                          tags={RANGE_START: months[0], RANGE_END: months[-1]}))
+        inbox = accounting.inbox()
+        refused: list[str] = []
+        if inbox.is_dir():
+            _, refused = submit_inbox_files(inbox, oltp=oltp, settings=accounting.submission_settings())
+        if refused:
+            context.log.warning(f"refused inbox files (see {inbox / 'refused'}): {refused}")
+        with oltp.sessions()() as session:
+            new = received_after(session, after=context.cursor or "")
+        requests = []
+        for _, submission_id, periods in new:
+            months = months_of(periods)
+            requests.append(dg.RunRequest(run_key=f"submission:{submission_id}", job_name=monthly_job.name,
+                                          tags={RANGE_START: months[0], RANGE_END: months[-1],
+                                                "submission_id": submission_id}))
         if requests:
-            requests.append(dg.RunRequest(run_key=f"publish:{json.dumps(sorted(seen.items()))}",
-                                          job_name=publish_job.name))
-        return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen),
-                               skip_reason=None if requests else dg.SkipReason(
-                                   f"no new inbox files; unreadable: {skipped}" if skipped else "no new inbox files"))
+            requests.append(dg.RunRequest(run_key=f"publish:{new[-1][0]}", job_name=publish_job.name))
+        return dg.SensorResult(
+            run_requests=requests, cursor=new[-1][0] if new else context.cursor,
+            skip_reason=None if requests else dg.SkipReason(
+                f"no new submissions; refused inbox files: {refused}" if refused else "no new submissions"))
 
-    return inbox_sensor
+    return submissions_sensor

@@ -9,7 +9,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    """Paths and accounting choices. Defaults are the embedded ones: files under ``data/``."""
+    """Paths and accounting choices. Defaults are the embedded ones: files under ``data/``.
+
+    The inbox is a drop folder: the sensor submits each file found there, as a data engineer would.
+    """
 
     model_config = SettingsConfigDict(env_prefix="CARBON_", extra="ignore")
 
@@ -28,6 +31,9 @@ class Settings(BaseSettings):
     key_emitter_tco2e: float = 26000.0
     key_emitter_tce: float = 10000.0
     max_upload_bytes: int = 20 * 1024 * 1024
+    first_period: str = "2023-01"
+    submission_deadline_day: int = 15
+    substitution_rule: str = "max_of_last_12_months"
 
     @property
     def inbox(self) -> Path:
@@ -49,10 +55,6 @@ class Settings(BaseSettings):
     def registry(self) -> Path:
         return self.registry_file or self.sample_dir / "enterprises.csv"
 
-    @property
-    def activity_sources(self) -> list[Path]:
-        """Folders whose activity files the pipeline reads: the bundled sample and the inbox."""
-        return [self.sample_dir / "activity", self.inbox]
 
 
 @lru_cache

@@ -584,45 +584,28 @@ def _create_or_migrate(conn: duckdb.DuckDBPyConnection, *, table: str, frame_sql
     conn.execute(f"create table if not exists {table} as select * from ({frame_sql}) limit 0", params or {})
 
 
-def activity_files(folders: list[Path]) -> list[Path]:
-    """Activity files in the order they were received: folder by folder, then by modification time and name.
+def read_submissions(submissions: list[tuple[Any, set[tuple[str, str]]]], *, rules: FuelRules
+                     ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Parse stored submissions; keep each one's lines of the enterprise-periods it is in force for.
 
-    The order decides which file supersedes which (see ``read_activity_files``).
-    """
-    ordered: list[Path] = []
-    for folder in folders:
-        if folder.is_dir():
-            files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
-                     and p.suffix.lower() in (".csv", ".xlsx", ".json")]
-            ordered += sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name))
-    return ordered
-
-
-def read_activity_files(folders: list[Path], *, rules: FuelRules
-                        ) -> tuple[pd.DataFrame, list[dict[str, Any]], list[dict[str, Any]]]:
-    """Parse every activity file in ``folders``: the lines in force, the refused files, the superseded lines.
-
-    A refused file does not stop the others: it is reported with every one of its errors. A later file
-    that reports an enterprise-period supersedes every earlier file's lines for that enterprise-period
-    (a correction is a new submission, never an edit), so no line is counted twice.
+    ``submissions`` pairs a stored submission (``filename``, ``content``) with its enterprise-periods in
+    force. A submission that no longer validates is returned among the refused with every error.
     """
     frames: list[pd.DataFrame] = []
     refused: list[dict[str, Any]] = []
-    for order, path in enumerate(activity_files(folders)):
-        source = SourceFile(path.name, path.read_bytes())
+    for submission, keys in submissions:
+        source = SourceFile(submission.filename, submission.content)
         try:
-            frames.append(parse_activity(source, rules=rules).assign(source_order=order))
+            lines = parse_activity(source, rules=rules)
         except InvalidFileError as err:
-            refused.append({"source_file": path.name, "source_sha256": source.sha256,
+            refused.append({"source_file": submission.filename, "source_sha256": source.sha256,
                             "error_count": len(err.errors), "report": json.dumps(err.to_report(), ensure_ascii=False)})
-    if not frames:
-        return pd.DataFrame(), refused, []
-    lines = pd.concat(frames, ignore_index=True)
-    latest = lines.groupby(["enterprise_id", "period"])["source_order"].transform("max")
-    in_force = lines["source_order"] == latest
-    replaced = (lines.loc[~in_force].groupby(["source_file", "enterprise_id", "period"], as_index=False)
-                .size().rename(columns={"size": "line_count"}).to_dict(orient="records"))
-    return lines.loc[in_force].drop(columns="source_order").reset_index(drop=True), refused, replaced
+            continue
+        wanted = pd.Series([(e, p) in keys for e, p in zip(lines["enterprise_id"], lines["period"], strict=True)],
+                           index=lines.index, dtype=bool)
+        frames.append(lines.loc[wanted])
+    lines = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return lines, refused
 
 
 def replace_table(conn: duckdb.DuckDBPyConnection, *, table: str, frame_sql: str,
@@ -704,4 +687,21 @@ select partition_month, period,
     sum(so2_t) as so2_t, sum(nox_t) as nox_t, sum(pm_t) as pm_t, sum(cod_t) as cod_t, sum(nh3n_t) as nh3n_t
 from b
 group by grouping sets ((partition_month, period, sector, cat), (partition_month, period))
+"""
+
+
+#: Published balances, monthly and yearly, with the submissions (by SHA-256) behind each.
+BALANCES_WITH_SOURCES_SQL = """
+with monthly_sources as (
+    select enterprise_id, period, list(distinct source_sha256 order by source_sha256) as source_sha256s
+    from core_emissions__monthly_lines group by all
+), yearly_sources as (
+    select enterprise_id, year::varchar as period, list(distinct source_sha256 order by source_sha256) as source_sha256s
+    from core_emissions__monthly_lines group by all
+)
+select b.*, s.source_sha256s from out_emissions__monthly_enterprise_balances b
+left join monthly_sources s using (enterprise_id, period)
+union all by name
+select b.*, s.source_sha256s from out_emissions__yearly_enterprise_balances b
+left join yearly_sources s using (enterprise_id, period)
 """

@@ -1,35 +1,45 @@
-"""Accepting an activity-data file: validate it whole, store it in one transaction, drop it in the inbox.
+"""Accepting an activity-data file: validate it whole, check who sends it for which periods, store it.
 
-Why this order: a file with any invalid line is refused as a whole and leaves no trace (no row, no
-inbox file), because the pipeline would otherwise count a half-understood file. A valid file is
-stored (exact bytes, hash, what it holds) and then written to the inbox under its SHA-256 with a
-temporary name and ``os.replace``, so the Dagster sensor never sees a half-written file; if the
-inbox write fails the row is rolled back, so the database never claims a file the pipeline will
-not see.
+Why this order: a file with any invalid line is refused as a whole and leaves no trace, because the
+pipeline would otherwise count a half-understood file. Beyond the template, a submission is refused
+(with every offending row) when it names an enterprise outside the registry, a period before the
+zone's first or not yet begun, a period whose deadline has passed (for the enterprise role: an
+officer must reopen it or submit on its behalf), another enterprise than the sender's own (403), or
+a period under review, verified or locked (409: an officer must reopen it first).
+
+A valid file is stored whole (exact bytes, hash, sender, time, template version) with the
+enterprise-periods it reports; for each of them it supersedes the earlier submission (a correction
+is a new submission, never an edit), moves the period to ``submitted`` and writes review events and
+audit entries, all in one transaction. The pipeline reads the submissions in force from here.
 
 Why idempotency by content and by key: clients retry. The same bytes (with or without a key) or the
 same ``Idempotency-Key`` with the same bytes get the first receipt back and store nothing new; the
 same key with other bytes is a client bug and is refused. Validation failures are not remembered.
 
-Used by the API router and by ``carbon ingest``; no FastAPI here.
+Used by the API router, by ``carbon ingest`` and by the inbox sensor; no FastAPI here.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path, PurePath
+from datetime import UTC, date, datetime
+from pathlib import PurePath
 from typing import Any
 
+import pandas as pd
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from accounting.activity import TEMPLATE_VERSION, SourceFile, parse_activity
+from accounting.errors import InvalidFileError, RowError
 from accounting.factors import FactorLibrary, load_library
+from accounting.periods import deadline, is_late, period_problem
+from accounting.review import Actor, ReviewError, next_status
+from api.store import audit
 from api.store import submissions as repository
-from api.store.schema import Submission
+from api.store.schema import Enterprise, PeriodReview, ReviewEvent, Submission, SubmissionPeriod
 from pipelines.settings import Settings
 from pipelines.warehouse import fuel_rules
 
@@ -61,6 +71,27 @@ class SubmissionNotFoundError(LookupError):
     def __init__(self, submission_id: str) -> None:
         super().__init__(f"no submission with id {submission_id!r}")
         self.submission_id = submission_id
+
+
+class ForeignEnterpriseError(PermissionError):
+    """An enterprise user sent lines of an enterprise it does not act for."""
+
+    code = "not_own_enterprise"
+
+    def __init__(self, actor: Actor, enterprise_ids: list[str]) -> None:
+        super().__init__(f"{actor.actor_id} does not act for {', '.join(enterprise_ids)}; nothing was stored")
+        self.enterprise_ids = enterprise_ids
+
+
+class PeriodClosedError(Exception):
+    """A period is under review, verified or locked: a new submission must wait for an officer's reopen."""
+
+    code = "period_not_open"
+
+    def __init__(self, periods: list[dict[str, Any]]) -> None:
+        names = ", ".join(f"{p['enterprise_id']} {p['period']} ({p['status']})" for p in periods)
+        super().__init__(f"these periods do not take submissions now: {names}; an officer must reopen them first")
+        self.periods = periods
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,6 +131,8 @@ def receipt_of(submission: Submission) -> dict[str, Any]:
         "line_count": submission.line_count,
         "enterprise_ids": list(submission.enterprise_ids),
         "periods": list(submission.periods),
+        "submitter_id": submission.submitter_id,
+        "template_version": submission.template_version,
         "status": submission.status,
     }
 
@@ -123,51 +156,128 @@ def _earlier(session: Session, *, content_sha256: str, idempotency_key: str | No
     return repository.find_by_sha256(session, content_sha256=content_sha256)
 
 
-def _write_atomically(target: Path, content: bytes) -> None:
-    """Write ``content`` to ``target`` under a hidden temporary name, fsync, then rename over it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(temp, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)
+def _refusals(session: Session, lines: pd.DataFrame, *, settings: Settings, actor: Actor,
+              today: date) -> list[RowError]:
+    """Every row that names an unknown enterprise, an impossible period, or a period past its deadline."""
+    known = set(session.scalars(select(Enterprise.enterprise_id)).all())
+    errors: list[RowError] = []
+    late_allowed = actor.role in ("officer", "engineer")
+    for enterprise_id, period, row in zip(lines["enterprise_id"], lines["period"], lines["row_number"], strict=True):
+        if enterprise_id not in known:
+            errors.append(RowError(int(row), "enterprise_id", enterprise_id,
+                                   "an enterprise of the zone registry", "unknown_enterprise"))
+        problem = period_problem(period, today=today, first_period=settings.first_period)
+        if problem:
+            errors.append(RowError(int(row), "period", period, problem, "out_of_period"))
+        elif not late_allowed and is_late(period, today=today, day=settings.submission_deadline_day):
+            due = deadline(period, day=settings.submission_deadline_day).isoformat()
+            errors.append(RowError(int(row), "period", period, f"a period whose deadline ({due}) has not passed;"
+                                   " ask an officer to reopen it or to submit on your behalf", "late_submission"))
+    return errors
 
 
-def submit(session: Session, *, settings: Settings, filename: str | None, content: bytes,
+def _open_periods(session: Session, keys: list[tuple[str, str]], *,
+                  actor: Actor) -> dict[tuple[str, str], PeriodReview]:
+    """The review rows of the periods, locked for this transaction; PeriodClosedError if any refuses a submission."""
+    rows = {(r.enterprise_id, r.period): r for r in session.scalars(
+        select(PeriodReview).where(PeriodReview.enterprise_id.in_({k[0] for k in keys}))
+        .where(PeriodReview.period.in_({k[1] for k in keys})).with_for_update()).all()}
+    closed = []
+    for enterprise_id, period in keys:
+        current = rows.get((enterprise_id, period))
+        try:
+            next_status("submit", current=current.status if current else None, actor=actor, enterprise_id=enterprise_id)
+        except ReviewError as err:
+            if err.code != "transition_not_allowed":
+                raise
+            closed.append({"enterprise_id": enterprise_id, "period": period,
+                           "status": current.status if current else ""})
+    if closed:
+        raise PeriodClosedError(closed)
+    return rows
+
+
+def review_state(row: PeriodReview | None) -> dict[str, Any] | None:
+    """The audited form of a period's review state."""
+    if row is None:
+        return None
+    return {"enterprise_id": row.enterprise_id, "period": row.period, "status": row.status, "version": row.version,
+            "submission_id": row.submission_id, "calculation_id": row.calculation_id,
+            "is_substituted": row.is_substituted}
+
+
+def _record(session: Session, submission: Submission, lines: pd.DataFrame, *, actor: Actor,
+            reviews: dict[tuple[str, str], PeriodReview], now: datetime) -> list[str]:
+    """Store the submission's periods, supersede earlier ones, move each period to ``submitted``, audit it all."""
+    counts = lines.groupby(["enterprise_id", "period"]).size()
+    superseded: list[str] = []
+    for (enterprise_id, period), line_count in counts.items():
+        earlier = session.scalars(select(SubmissionPeriod).where(
+            SubmissionPeriod.enterprise_id == enterprise_id, SubmissionPeriod.period == period,
+            SubmissionPeriod.superseded_by.is_(None))).all()
+        for row in earlier:
+            row.superseded_by = submission.submission_id
+            superseded.append(row.submission_id)
+        session.add(SubmissionPeriod(submission_id=submission.submission_id, enterprise_id=enterprise_id,
+                                     period=period, line_count=int(line_count)))
+        review = reviews.get((enterprise_id, period))
+        before = review_state(review)
+        if review is None:
+            review = PeriodReview(enterprise_id=enterprise_id, period=period, version=0, is_substituted=False,
+                                  held=False, held_reasons=[])
+            session.add(review)
+        from_status = before["status"] if before else "none"
+        review.status, review.version = "submitted", review.version + 1
+        review.submission_id, review.calculation_id = submission.submission_id, None
+        review.updated_at, review.updated_by = now, actor.actor_id
+        session.add(ReviewEvent(enterprise_id=enterprise_id, period=period, action="submit", from_status=from_status,
+                                to_status="submitted", actor_id=actor.actor_id, role=actor.role,
+                                comment=f"submission {submission.submission_id}", created_at=now))
+        audit.append(session, actor=actor, action="review.submit", target=f"period:{enterprise_id}:{period}",
+                     before=before, after=review_state(review), detail={"submission_id": submission.submission_id})
+    return sorted(set(superseded))
+
+
+def submit(session: Session, *, settings: Settings, actor: Actor, filename: str | None, content: bytes,
            media_type: str | None = None, idempotency_key: str | None = None,
-           library: FactorLibrary | None = None) -> SubmissionOutcome:
-    """Validate, store and hand over one file; see the module docstring for the rules.
+           library: FactorLibrary | None = None, today: date | None = None) -> SubmissionOutcome:
+    """Validate, check and store one file; see the module docstring for the rules.
 
-    Raises InvalidFileError (nothing stored), IdempotencyKeyReusedError, or whatever the database or
-    the file system raise (the transaction is rolled back and no inbox file is left behind).
+    Raises InvalidFileError (nothing stored), ForeignEnterpriseError, PeriodClosedError,
+    IdempotencyKeyReusedError, or whatever the database raises (the transaction is rolled back).
     """
     source = SourceFile(clean_filename(filename), content)
     sha256 = source.sha256
     earlier = _earlier(session, content_sha256=sha256, idempotency_key=idempotency_key)
     if earlier is not None:
+        session.rollback()
         return SubmissionOutcome(receipt=receipt_of(earlier), created=False)
 
-    rules = fuel_rules(library or load_library(), settings.factor_edition)
-    lines = parse_activity(source, rules=rules)
+    lines = parse_activity(source, rules=fuel_rules(library or load_library(), settings.factor_edition))
+    foreign = sorted({e for e in lines["enterprise_id"] if not actor.speaks_for(e)})
+    if foreign:
+        raise ForeignEnterpriseError(actor, foreign)
+    now = datetime.now(UTC)
+    refusals = _refusals(session, lines, settings=settings, actor=actor, today=today or now.date())
+    if refusals:
+        raise InvalidFileError(refusals, source=source.name)
+    keys = sorted(set(zip(lines["enterprise_id"], lines["period"], strict=True)))
     suffix = file_suffix(source)
-    target = settings.inbox / f"{sha256}{suffix}"
     submission = Submission(
         submission_id=str(uuid.uuid4()), content_sha256=sha256, idempotency_key=idempotency_key,
         filename=source.name, media_type=media_type or MEDIA_TYPES[suffix], size_bytes=len(content),
         content=content, template_version=TEMPLATE_VERSION, line_count=len(lines),
-        enterprise_ids=sorted(set(lines["enterprise_id"])), periods=sorted(set(lines["period"])),
-        inbox_name=target.name, status="accepted", received_at=datetime.now(UTC),
+        enterprise_ids=sorted({k[0] for k in keys}), periods=sorted({k[1] for k in keys}),
+        submitter_id=actor.actor_id, submitter_role=actor.role, status="accepted", received_at=now,
     )
-    target_existed = target.exists()
-    written = False
     try:
+        reviews = _open_periods(session, keys, actor=actor)
         repository.add(session, submission)
-        _write_atomically(target, content)
-        written = True
+        superseded = _record(session, submission, lines, actor=actor, reviews=reviews, now=now)
+        receipt = receipt_of(submission)
+        audit.append(session, actor=actor, action="submission.accept", target=f"submission:{submission.submission_id}",
+                     after={**receipt, "content_sha256": sha256},
+                     detail={"superseded": superseded, "filename": source.name, "line_count": len(lines)})
         session.commit()
     except IntegrityError:
         # A concurrent request stored the same bytes or key between our lookup and our insert.
@@ -178,14 +288,12 @@ def submit(session: Session, *, settings: Settings, filename: str | None, conten
         return SubmissionOutcome(receipt=receipt_of(earlier), created=False)
     except BaseException:
         session.rollback()
-        if written and not target_existed:
-            target.unlink(missing_ok=True)
         raise
-    return SubmissionOutcome(receipt=receipt_of(submission), created=True)
+    return SubmissionOutcome(receipt=receipt, created=True)
 
 
-def accept_submission(session: Session, *, settings: Settings, filename: str, content: bytes,
+def accept_submission(session: Session, *, settings: Settings, actor: Actor, filename: str, content: bytes,
                       idempotency_key: str | None = None) -> dict[str, Any]:
-    """``carbon ingest``: submit one file and return its receipt (new or first)."""
-    return submit(session, settings=settings, filename=filename, content=content,
+    """``carbon ingest`` and the inbox sensor: submit one file and return its receipt (new or first)."""
+    return submit(session, settings=settings, actor=actor, filename=filename, content=content,
                   idempotency_key=idempotency_key).receipt

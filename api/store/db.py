@@ -7,21 +7,25 @@ the API and the ``carbon`` CLI can write while others read; PostgreSQL URLs
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.store.schema import metadata
 from pipelines.settings import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own transaction handling is switched off, so that ``_begin_immediate`` decides.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("pragma journal_mode=WAL")
@@ -29,6 +33,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("pragma foreign_keys=ON")
     finally:
         cursor.close()
+
+
+def _begin_immediate(connection: Any) -> None:
+    """SQLite: take the write lock when a transaction starts, not at its first write.
+
+    Two writers that both read first and then write would otherwise fail at the write with
+    "database is locked" instead of waiting their turn; with BEGIN IMMEDIATE the second one waits
+    (busy timeout) and then reads what the first wrote, as under PostgreSQL's row locks.
+    """
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_db_engine(url: str) -> Engine:
@@ -39,13 +53,31 @@ def create_db_engine(url: str) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _begin_immediate)
         return engine
     return create_engine(url, pool_pre_ping=True)
 
 
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def migrate(engine: Engine, *, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` with the Alembic migrations (idempotent)."""
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
 def create_schema(engine: Engine) -> None:
-    """Create missing tables (idempotent); Alembic will take this over."""
-    metadata.create_all(engine, checkfirst=True)
+    """The schema at its latest migration: what the API, the CLI and the pipeline run on."""
+    migrate(engine)
 
 
 class DatabaseUnavailableError(Exception):
@@ -67,8 +99,14 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
-def session_factory(settings: Settings) -> sessionmaker[Session]:
-    """Sessions on ``settings.database`` with the schema in place: the entry point of the CLI."""
-    engine = create_db_engine(settings.database)
+@lru_cache(maxsize=8)
+def session_factory_for(url: str) -> sessionmaker[Session]:
+    """Sessions on ``url`` with the schema in place, one engine per URL and process."""
+    engine = create_db_engine(url)
     create_schema(engine)
     return make_session_factory(engine)
+
+
+def session_factory(settings: Settings) -> sessionmaker[Session]:
+    """Sessions on ``settings.database``: the entry point of the CLI and the pipeline."""
+    return session_factory_for(settings.database)

@@ -5,7 +5,6 @@ and writes its table idempotently (a month partition is deleted and re-inserted 
 Month-partitioned assets accept a partition range in one run.
 """
 
-import dataclasses
 import json
 import warnings
 
@@ -14,9 +13,9 @@ import duckdb
 import pandas as pd
 
 from accounting.activity import conversion_table
-from accounting.registry import parse_registry
+from api.store.submissions import in_force
 from pipelines import warehouse as wh
-from pipelines.resources import AccountingResource, WarehouseResource
+from pipelines.resources import AccountingResource, OltpResource, WarehouseResource
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)  # single-run backfills of month ranges
 
@@ -43,16 +42,23 @@ def _month_filter(table: str) -> str:
 
 
 @dg.asset(group_name="registry", kinds={"duckdb"})
-def core_registry__enterprises(warehouse: WarehouseResource, accounting: AccountingResource) -> dg.MaterializeResult:
-    """The zone's registry of supervised enterprises, imported from the registry file."""
-    path = accounting.registry_file
-    with open(path, "rb") as handle:
-        enterprises = parse_registry(handle.read(), source=path)
-    frame = pd.DataFrame([{**dataclasses.asdict(e), "facilities": ";".join(e.facilities)} for e in enterprises])
+def core_registry__enterprises(warehouse: WarehouseResource, oltp: OltpResource) -> dg.MaterializeResult:
+    """The zone's registry of supervised enterprises, copied from the operational store."""
+    from sqlalchemy import select
+
+    from api.store.schema import Enterprise
+
+    columns = ["enterprise_id", "name", "name_en", "category", "sector_code", "sector_name", "zone_code",
+               "city_code", "province_code", "county_code", "facilities", "key_emitter_declared"]
+    with oltp.sessions()() as session:
+        rows = [{c: getattr(e, c) for c in columns} for e in session.scalars(select(Enterprise)).all()]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["facilities"] = frame["facilities"].map(lambda f: ";".join(f or []))
+    frame["key_emitter_declared"] = frame["key_emitter_declared"].astype("boolean")
     with wh.connect(warehouse.warehouse) as conn:
         conn.register("registry_frame", frame)
         count = wh.replace_table(conn, table="core_registry__enterprises", frame_sql="select * from registry_frame")
-    return dg.MaterializeResult(metadata={"dagster/row_count": count, "source": path})
+    return dg.MaterializeResult(metadata={"dagster/row_count": count})
 
 
 @dg.asset(group_name="factors", kinds={"duckdb"})
@@ -73,16 +79,17 @@ def core_factors__factors(warehouse: WarehouseResource, accounting: AccountingRe
 
 @dg.asset(group_name="activity", partitions_def=monthly, backfill_policy=single_run, kinds={"duckdb"})
 def raw_activity__monthly_lines(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                                accounting: AccountingResource) -> dg.MaterializeResult:
-    """Activity lines of the month(s), read and validated from every file in the activity folders.
+                                accounting: AccountingResource, oltp: OltpResource) -> dg.MaterializeResult:
+    """Activity lines of the month(s): the lines of the submissions in force, read from the operational store.
 
-    A refused file is listed with its errors in ``raw_activity__refused_files`` and held back; the
-    other files go on. A later file's lines for an enterprise-period replace an earlier file's.
+    Each enterprise-period comes from its latest submission (earlier ones are superseded). A stored
+    submission that no longer validates (a newer factor edition changed a rule) is listed with its
+    errors in ``raw_activity__refused_files`` and held back; the others go on.
     """
     months = _months(context)
-    library = accounting.library()
-    lines, refused, superseded = wh.read_activity_files(accounting.folders(),
-                                                        rules=wh.fuel_rules(library, accounting.factor_edition))
+    rules = wh.fuel_rules(accounting.library(), accounting.factor_edition)
+    with oltp.sessions()() as session:
+        lines, refused = wh.read_submissions(in_force(session, months=months), rules=rules)
     if not lines.empty:
         month = lines["period"].where(lines["month"].notna(), lines["year"].astype(str) + "-12")
         lines = lines.assign(partition_month=month)
@@ -103,8 +110,7 @@ def raw_activity__monthly_lines(context: dg.AssetExecutionContext, warehouse: Wa
     if refused:
         context.log.warning(f"{len(refused)} activity file(s) refused: {[r['source_file'] for r in refused]}")
     return dg.MaterializeResult(metadata={"dagster/row_count": count, "months": months,
-                                          "refused_files": [r["source_file"] for r in refused],
-                                          "superseded": dg.MetadataValue.json(superseded)})
+                                          "refused_files": [r["source_file"] for r in refused]})
 
 
 @dg.asset(group_name="activity", partitions_def=monthly, backfill_policy=single_run, kinds={"duckdb"},
@@ -225,3 +231,17 @@ def out_serving__snapshot(warehouse: WarehouseResource) -> dg.MaterializeResult:
     tables = [t for t in SERVED_TABLES if t in present]
     wh.publish_snapshot(warehouse=warehouse.warehouse, snapshot=warehouse.serving, tables=tables)
     return dg.MaterializeResult(metadata={"tables": json.dumps(tables), "path": str(warehouse.serving)})
+
+
+@dg.asset(group_name="review", deps=[out_serving__snapshot], automation_condition=dg.AutomationCondition.eager())
+def out_review__calculations(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                             oltp: OltpResource) -> dg.MaterializeResult:
+    """The published balances recorded as calculations in the operational store; waiting periods become calculated."""
+    from api.services.review import record_calculations
+
+    with duckdb.connect(str(warehouse.serving), read_only=True) as conn:
+        balances = conn.execute(wh.BALANCES_WITH_SOURCES_SQL).df()
+    records = balances.astype(object).where(balances.notna(), None).to_dict(orient="records")
+    with oltp.sessions()() as session:
+        counts = record_calculations(session, balances=records, run_id=context.run.run_id)
+    return dg.MaterializeResult(metadata={"balances": len(records), **counts})
