@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from pipelines.settings import Settings
+from tests.support import load_zone
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = ROOT / "data" / "sample"
@@ -59,6 +60,7 @@ def published_zone(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         pytest.fail(f"the sample zone is missing under {SAMPLE_DIR}; run data/sample/generate.py")
     data_dir = tmp_path_factory.mktemp("zone")
     settings = zone_settings(data_dir)
+    load_zone(settings)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DAGSTER_HOME", str(dagster_home(data_dir / "dagster")))
         with dg.DagsterInstance.ephemeral() as instance:

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from accounting.activity import SourceFile
 from accounting.calculation import CalculationOptions
 from accounting.factors import FactorLibrary, load_library
+from accounting.review import Actor
+from api.services.registry import import_registry
+from api.services.submissions import accept_submission
+from api.store.db import session_factory
+from pipelines.settings import Settings
 from pipelines.warehouse import calculate_sources
 
 ENTERPRISE = "91410100MA44A2B3CG"  # a valid unified social credit code
@@ -38,3 +45,19 @@ def only_line(document: dict[str, Any]) -> dict[str, Any]:
 
 def line_tco2e(row: dict[str, Any], **options: Any) -> float:
     return float(only_line(calculate([row], **options))["tco2e"])
+
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
+LOADER = Actor(actor_id="test-loader", role="engineer")
+
+
+def load_zone(settings: Settings, *, months: Iterable[str] | None = None) -> None:
+    """Import the sample registry and submit sample months (all by default), as a data engineer would."""
+    wanted = None if months is None else set(months)
+    with session_factory(settings)() as session:
+        import_registry(session, content=(SAMPLE / "enterprises.csv").read_bytes(), source="enterprises.csv",
+                        actor=LOADER)
+        for path in sorted((SAMPLE / "activity").glob("*.csv")):
+            if wanted is None or path.stem in wanted:
+                accept_submission(session, settings=settings, actor=LOADER, filename=path.name,
+                                  content=path.read_bytes())

@@ -2,8 +2,9 @@
 
 from fastapi import APIRouter
 
-from api.routers import calculations, emissions, health, registry, submissions, zone
+from api.routers import calculations, emissions, health, quality, registry, restatements, review, submissions, zone
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router, registry.router, emissions.router, zone.router, calculations.router, submissions.router,
+    review.router, quality.router, restatements.router,
 )

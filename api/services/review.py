@@ -176,7 +176,7 @@ def record_calculations(session: Session, *, balances: Iterable[dict[str, Any]],
     counts = {"calculations": 0, "calculated": 0}
     now = datetime.now(UTC)
     try:
-        sha_to_id = dict(session.execute(select(Submission.content_sha256, Submission.submission_id)).tuples().all())
+        sha_to_id = dict(session.execute(select(Submission.content_sha256, Submission.submission_id)).all())
         for balance in balances:
             enterprise_id, period = balance["enterprise_id"], balance["period"]
             totals = {k: balance.get(k) for k in TOTAL_COLUMNS}

@@ -11,24 +11,25 @@ import pytest
 from accounting.activity import SourceFile
 from accounting.calculation import CalculationOptions
 from accounting.factors import load_library
+from api.services.submissions import accept_submission
+from api.store.db import session_factory
 from pipelines.definitions import build_defs
 from pipelines.runner import materialize_all
 from pipelines.sensors import RANGE_END, RANGE_START
 from pipelines.settings import Settings
 from pipelines.warehouse import calculate_sources
+from tests.conftest import zone_settings
+from tests.support import LOADER, SAMPLE, load_zone
 
 pytestmark = pytest.mark.integration
-SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 MONTHS = tuple(f"2024-{m:02d}" for m in range(1, 13))
 
 
 def small_zone(root: Path, months: tuple[str, ...] = MONTHS) -> Settings:
-    """A data folder holding the sample registry and a few of its month files."""
-    (root / "sample" / "activity").mkdir(parents=True)
-    shutil.copy(SAMPLE / "enterprises.csv", root / "sample" / "enterprises.csv")
-    for month in months:
-        shutil.copy(SAMPLE / "activity" / f"{month}.csv", root / "sample" / "activity" / f"{month}.csv")
-    return Settings(data_dir=root, sample_dir=root / "sample")
+    """A data folder whose operational store holds the sample registry and some of its months."""
+    settings = zone_settings(root)
+    load_zone(settings, months=months)
+    return settings
 
 
 def published(settings: Settings, sql: str) -> list[tuple]:
@@ -50,7 +51,7 @@ def test_definitions_load() -> None:
 
 
 def test_the_published_balances_equal_carbon_calculate_on_the_same_files(zone: Settings) -> None:
-    sources = [SourceFile(p.name, p.read_bytes()) for p in sorted((zone.sample_dir / "activity").glob("*.csv"))]
+    sources = [SourceFile(f"{m}.csv", (SAMPLE / "activity" / f"{m}.csv").read_bytes()) for m in MONTHS]
     document = calculate_sources(sources, library=load_library(), options=CalculationOptions())
     expected = {(r["enterprise_id"], r["period"]): r["totals"] for r in document["results"]}
     rows = published(zone, "select enterprise_id, period, scope1_tco2e, scope2_tco2e, exported_tco2e, net_tco2e, "
@@ -110,34 +111,33 @@ def test_materializing_the_same_months_again_gives_the_same_tables(zone: Setting
     assert after[0][1] == pytest.approx(before[0][1], rel=1e-12)
 
 
-def test_a_refused_inbox_file_is_listed_and_does_not_block_the_others(tmp_path: Path) -> None:
+def test_a_later_submission_supersedes_an_enterprise_month_and_nothing_is_counted_twice(tmp_path: Path) -> None:
     settings = small_zone(tmp_path, months=("2024-01",))
-    settings.inbox.mkdir(parents=True)
-    (settings.inbox / "bad.csv").write_text(
-        "enterprise_id,period,activity,item,quantity,unit\n91410100MA44A2B3CG,2024-01,fuel_combustion,coke,5,ton\n",
-        encoding="utf-8")
-    summary = materialize_all(settings, instance=dg.DagsterInstance.ephemeral())
-    assert summary.success
-    ((name, count, report),) = published(settings, "select source_file, error_count, report "
-                                                   "from raw_activity__refused_files")
-    assert (name, count) == ("bad.csv", 1)
-    assert json.loads(report)["errors"][0]["column"] == "unit"
-    assert published(settings, "select count(*) from out_emissions__monthly_enterprise_balances")[0][0] > 30
-
-
-def test_a_later_file_supersedes_an_enterprise_month_and_nothing_is_counted_twice(tmp_path: Path) -> None:
-    settings = small_zone(tmp_path, months=("2024-01",))
-    settings.inbox.mkdir(parents=True)
     header, first = (SAMPLE / "activity" / "2024-01.csv").read_text(encoding="utf-8").splitlines()[:2]
-    (settings.inbox / "correction.csv").write_text(f"{header}\n{first}\n", encoding="utf-8")
+    with session_factory(settings)() as session:
+        receipt = accept_submission(session, settings=settings, actor=LOADER, filename="correction.csv",
+                                    content=f"{header}\n{first}\n".encode())
     assert materialize_all(settings, instance=dg.DagsterInstance.ephemeral()).success
-    enterprise = first.split(",")[header.split(",").index("enterprise_id")]
+    enterprise = receipt["enterprise_ids"][0]
     lines = published(settings, "select source_file from core_emissions__monthly_lines "
                                 f"where enterprise_id = '{enterprise}' and period = '2024-01'")
     assert lines == [("correction.csv",)]
     others = published(settings, "select count(distinct source_file) from core_emissions__monthly_lines "
                                  f"where enterprise_id <> '{enterprise}'")
     assert others == [(1,)]
+
+
+def test_published_balances_become_calculations_and_periods_move_to_calculated(zone: Settings) -> None:
+    from sqlalchemy import func, select
+
+    from api.store.schema import Calculation, PeriodReview
+
+    with session_factory(zone)() as session:
+        statuses = dict(session.execute(select(PeriodReview.status, func.count()).group_by(PeriodReview.status)).all())
+        calculations = session.scalar(select(func.count()).select_from(Calculation))
+    published_count = published(zone, "select count(*) from out_emissions__monthly_enterprise_balances")[0][0]
+    assert statuses == {"calculated": statuses["calculated"]}
+    assert calculations >= published_count
 
 
 def test_a_line_counted_twice_fails_the_blocking_check_and_names_the_rows(tmp_path: Path) -> None:
@@ -162,18 +162,24 @@ def test_a_line_counted_twice_fails_the_blocking_check_and_names_the_rows(tmp_pa
     assert "core_emissions__monthly_lines" not in tables  # held back by the failed blocking check
 
 
-def test_the_inbox_sensor_requests_the_months_of_a_new_file(tmp_path: Path) -> None:
+def test_the_sensor_submits_inbox_files_and_requests_the_months_of_new_submissions(tmp_path: Path) -> None:
     settings = small_zone(tmp_path, months=())
     settings.inbox.mkdir(parents=True)
     shutil.copy(SAMPLE / "activity" / "2023-03.csv", settings.inbox / "march.csv")
+    (settings.inbox / "bad.csv").write_text(
+        "enterprise_id,period,activity,item,quantity,unit\n91410100MA44A2B3CG,2024-01,fuel_combustion,coke,5,ton\n",
+        encoding="utf-8")
     defs = build_defs(settings)
-    sensor = defs.resolve_sensor_def("inbox_sensor")
-    context = dg.build_sensor_context(resources={"accounting": defs.resources["accounting"]})
-    result = sensor(context)
+    sensor = defs.resolve_sensor_def("submissions_sensor")
+    resources = {"accounting": defs.resources["accounting"], "oltp": defs.resources["oltp"]}
+    result = sensor(dg.build_sensor_context(resources=resources))
     monthly, publish = result.run_requests
     assert (monthly.job_name, monthly.tags[RANGE_START], monthly.tags[RANGE_END]) == ("monthly_job", "2023-03",
                                                                                       "2023-03")
     assert publish.job_name == "publish_job"
-    resources = {"accounting": defs.resources["accounting"]}
+    assert sorted(p.name for p in (settings.inbox / "accepted").iterdir()) == ["march.csv"]
+    assert sorted(p.name for p in (settings.inbox / "refused").iterdir()) == ["bad.csv", "bad.csv.errors.json"]
+    report = json.loads((settings.inbox / "refused" / "bad.csv.errors.json").read_text(encoding="utf-8"))
+    assert [e["column"] for e in report["errors"]] == ["unit"]
     again = sensor(dg.build_sensor_context(cursor=result.cursor, resources=resources))
     assert not again.run_requests
