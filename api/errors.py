@@ -19,7 +19,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from accounting.errors import AccountingError, FactorError, InvalidFileError, UnitError
 from accounting.review import ReviewError
+from api.services.evidence import EvidenceNotFoundError
+from api.services.quality import DataDocsUnavailableError
 from api.services.review import PeriodStateError, StaleStateError
+from api.services.review_views import PeriodNotFoundError
 from api.services.submissions import (
     ForeignEnterpriseError,
     IdempotencyKeyReusedError,
@@ -103,12 +106,18 @@ def _invalid_options(_: Request, exc: InvalidOptionsError) -> JSONResponse:
                    detail=str(exc))
 
 
-def _not_found(_: Request, exc: NotFoundError | SubmissionNotFoundError) -> JSONResponse:
+def _not_found(_: Request, exc: NotFoundError | SubmissionNotFoundError | PeriodNotFoundError
+               | EvidenceNotFoundError) -> JSONResponse:
     return problem(status_code=status.HTTP_404_NOT_FOUND, code=exc.code, detail=str(exc.args[0]))
 
 
 def _snapshot_unavailable(_: Request, exc: SnapshotUnavailableError) -> JSONResponse:
     return problem(status_code=status.HTTP_503_SERVICE_UNAVAILABLE, code=exc.code, title="No published results",
+                   detail=str(exc), headers={"Retry-After": "60"})
+
+
+def _data_docs_unavailable(_: Request, exc: DataDocsUnavailableError) -> JSONResponse:
+    return problem(status_code=status.HTTP_503_SERVICE_UNAVAILABLE, code=exc.code, title="No data docs yet",
                    detail=str(exc), headers={"Retry-After": "60"})
 
 
@@ -129,6 +138,10 @@ REVIEW_STATUS = {
     "held_by_checks": status.HTTP_409_CONFLICT,
     "not_calculated": status.HTTP_409_CONFLICT,
     "months_not_locked": status.HTTP_409_CONFLICT,
+    "submission_in_force": status.HTTP_409_CONFLICT,
+    "no_basis_month": status.HTTP_409_CONFLICT,
+    "not_key_emitter": status.HTTP_409_CONFLICT,
+    "unknown_enterprise": status.HTTP_404_NOT_FOUND,
 }
 
 
@@ -203,7 +216,10 @@ HANDLERS: dict[type[Exception], _Handler] = {
     InvalidOptionsError: _invalid_options,
     NotFoundError: _not_found,
     SubmissionNotFoundError: _not_found,
+    PeriodNotFoundError: _not_found,
+    EvidenceNotFoundError: _not_found,
     SnapshotUnavailableError: _snapshot_unavailable,
+    DataDocsUnavailableError: _data_docs_unavailable,
     DatabaseUnavailableError: _database_unavailable,
     IdempotencyKeyReusedError: _idempotency_reused,
     PayloadTooLargeError: _too_large,

@@ -169,11 +169,14 @@ class Balance(BaseModel):
     grid_region: str
     gwp_set: str
     run_id: str
+    is_substituted: bool = Field(False, description="a month an officer substituted (a conservative value), "
+                                                    "or a year that includes one")
 
 
 class YearlyBalance(Balance):
     is_key_emitter: bool
     months_reported: int
+    months_substituted: int = 0
 
 
 class MonthlyBalances(BaseModel):
@@ -261,6 +264,7 @@ class ZoneIndicator(BaseModel):
     sector_code: str
     category: str
     enterprise_count: int
+    substituted_enterprise_count: int = Field(0, description="enterprises whose month is a substituted value")
     scope1_tco2e: float | None = None
     scope2_tco2e: float | None = None
     exported_tco2e: float | None = None
@@ -318,7 +322,7 @@ def _balance_fields(row: dict[str, Any]) -> dict[str, Any]:
         "totals": Totals.model_validate({c: row.get(c) for c in Totals.model_fields}),
         "products": list(row.get("products") or []), "line_count": row["line_count"],
         "edition": row["edition"], "ruleset": row["ruleset"], "grid_region": row["grid_region"],
-        "gwp_set": row["gwp_set"], "run_id": row["run_id"],
+        "gwp_set": row["gwp_set"], "run_id": row["run_id"], "is_substituted": bool(row.get("is_substituted")),
     }
 
 
@@ -328,7 +332,8 @@ def balance_from_row(row: dict[str, Any]) -> Balance:
 
 def yearly_balance_from_row(row: dict[str, Any]) -> YearlyBalance:
     return YearlyBalance.model_validate({**_balance_fields(row), "is_key_emitter": bool(row["is_key_emitter"]),
-                                         "months_reported": int(row["months_reported"] or 0)})
+                                         "months_reported": int(row["months_reported"] or 0),
+                                         "months_substituted": int(row.get("months_substituted") or 0)})
 
 
 def lineage_line_from_row(row: dict[str, Any]) -> LineageLine:

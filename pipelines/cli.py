@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -200,10 +201,91 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from pipelines.settings import get_settings
 
     with session_factory(get_settings())() as session:
+        if args.action == "show":
+            from api.services.review_views import audit_log
+
+            _print_json(audit_log(session, actor=_actor(args), target=args.target, actor_id=args.actor_id,
+                                  action=args.entry_action, limit=args.limit, offset=args.offset))
+            return 0
         count, problems = audit.verify(session)
     _print_json({"entries": count, "intact": not problems,
                  "problems": [{"seq": p.seq, "code": p.code, "detail": p.detail} for p in problems]})
     return 0 if not problems else 1
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    """``carbon review status|act|queue``: the same services as the API; a refusal prints its code and exits 2."""
+    from api.services import review, review_views
+    from api.store.db import session_factory
+    from api.store.review import QueueFilter
+    from pipelines.settings import get_settings
+
+    actor = _actor(args)
+    with session_factory(get_settings())() as session:
+        try:
+            if args.review_command == "act":
+                review.act(session, actor=actor, enterprise_id=args.enterprise_id, period=args.period,
+                           action=args.action, reason=args.reason, expected_version=args.expected_version,
+                           row_number=args.row_number, recommendation=args.recommendation)
+            if args.review_command == "queue":
+                where = QueueFilter(statuses=tuple(args.status or ()), sector_code=args.sector_code,
+                                    category=args.category, held=args.held, period_prefix=args.period,
+                                    enterprise_id=args.enterprise_id)
+                _print_json(review_views.queue(session, actor=actor, where=where, limit=args.limit,
+                                               offset=args.offset))
+                return 0
+            _print_json(review_views.period_view(session, actor=actor, enterprise_id=args.enterprise_id,
+                                                 period=args.period))
+        except (review.StaleStateError, review_views.PeriodNotFoundError, review.PeriodStateError) as err:
+            _print_json({"code": err.code, "detail": str(err.args[0]),
+                         **({"current": err.current} if hasattr(err, "current") else {})})
+            return EXIT_INVALID
+    return 0
+
+
+def cmd_substitute(args: argparse.Namespace) -> int:
+    """``carbon substitute ENTERPRISE PERIOD --reason R --actor A``: a conservative value for a missing month."""
+    from api.services.review import StaleStateError
+    from api.services.substitution import substitute
+    from api.store.db import session_factory
+    from pipelines.settings import get_settings
+
+    settings = get_settings()
+    with session_factory(settings)() as session:
+        try:
+            record = substitute(session, settings=settings, actor=_actor(args), enterprise_id=args.enterprise_id,
+                                period=args.period, reason=args.reason, rule=args.rule,
+                                expected_version=args.expected_version)
+        except StaleStateError as err:
+            _print_json({"code": err.code, "detail": str(err), "current": err.current})
+            return EXIT_INVALID
+    _print_json({**record, "next": "run `carbon run` to publish the substituted month"})
+    return 0
+
+
+def cmd_restate(args: argparse.Namespace) -> int:
+    """``carbon restate --factor-edition NEW --dry-run``: the restatement diff; without --dry-run, apply it."""
+    from api.services.restatement import apply_restatement, restatement_report
+    from api.services.review import StaleStateError
+    from api.store.db import session_factory
+    from pipelines.settings import get_settings
+
+    settings = get_settings()
+    if not args.dry_run and not (args.reason and args.actor):
+        _print_json({"code": "reason_required", "detail": "applying a restatement needs --reason and --actor"
+                     " (an officer); use --dry-run to only print the diff"})
+        return EXIT_INVALID
+    with session_factory(settings)() as session:
+        if args.dry_run:
+            _print_json(restatement_report(session, settings=settings, factor_edition=args.factor_edition))
+            return 0
+        try:
+            _print_json(apply_restatement(session, settings=settings, actor=_actor(args), reason=args.reason,
+                                          factor_edition=args.factor_edition))
+        except StaleStateError as err:
+            _print_json({"code": err.code, "detail": str(err), "current": err.current})
+            return EXIT_INVALID
+    return 0
 
 
 def _published_key_emitters(snapshot: Path) -> dict[str, bool]:
@@ -222,8 +304,14 @@ def _published_key_emitters(snapshot: Path) -> dict[str, bool]:
 def cmd_factors(args: argparse.Namespace) -> int:
     from accounting.factors import load_library
 
-    library = load_library()
+    library = load_library(Path(args.library) if args.library else None)
     edition = args.edition or library.latest()
+    if args.action == "check":
+        from api.services.quality import factor_check
+
+        report = factor_check(library, edition=edition)
+        _print_json(report)
+        return 0 if report["passed"] else 1
     table = library.factors(edition)
     if args.list:
         columns = ["factor_id", "parameter", "subject", "year", "value", "unit", "document", "locator"]
@@ -232,6 +320,21 @@ def cmd_factors(args: argparse.Namespace) -> int:
     _print_json({"editions": library.editions(), "latest": library.latest(), "edition": edition,
                  "factor_count": len(table), "gwp_sets": library.gwp_sets(),
                  "files": sorted(set(table["source_file"])), "hashes_verified": True})
+    return 0
+
+
+def cmd_quality(args: argparse.Namespace) -> int:
+    from accounting.review import Actor
+    from api.services.quality import completeness
+    from api.store.db import session_factory
+    from pipelines.settings import get_settings
+
+    settings = get_settings()
+    as_of = args.as_of or datetime.now(UTC).date()
+    with session_factory(settings)() as session:
+        report = completeness(session, settings=settings, actor=Actor(actor_id="cli", role="engineer"), as_of=as_of,
+                              published_key_emitters=_published_key_emitters(settings.serving))
+    _print_json(report)
     return 0
 
 
@@ -338,14 +441,81 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--revision", default="head")
     db.set_defaults(handler=cmd_db)
 
-    audit = commands.add_parser("audit", help="verify the audit chain")
-    audit.add_argument("action", choices=("verify",))
-    audit.set_defaults(handler=cmd_audit)
+    audit = commands.add_parser("audit", help="verify the audit chain, or show its entries (newest first)")
+    audit.add_argument("action", choices=("verify", "show"))
+    audit.add_argument("--target", help="show: entries whose target starts with this (period:ID:2024, submission:...)")
+    audit.add_argument("--actor-id", help="show: entries of this actor")
+    audit.add_argument("--action", dest="entry_action", help="show: entries of this action (review.approve...)")
+    audit.add_argument("--limit", type=int, default=100)
+    audit.add_argument("--offset", type=int, default=0)
+    audit.add_argument("--actor", default="cli")
+    audit.add_argument("--role", default="engineer", choices=("officer", "engineer"))
+    audit.set_defaults(handler=cmd_audit, enterprise=None)
+
+    review = commands.add_parser("review", help="review states, actions and the review queue")
+    review_commands = review.add_subparsers(dest="review_command", required=True)
+    review_status = review_commands.add_parser("status", help="state and history of an enterprise-period")
+    review_act = review_commands.add_parser("act", help="take a review action on an enterprise-period")
+    review_queue = review_commands.add_parser("queue", help="enterprise-periods by status, sector, checks")
+    for command in (review_status, review_act):
+        command.add_argument("enterprise_id")
+        command.add_argument("period", help="YYYY-MM or YYYY")
+    review_act.add_argument("action", choices=("start_review", "comment", "recommend", "approve", "reject", "lock",
+                                               "reopen"))
+    review_act.add_argument("--reason", help="the comment or reason (comment, recommend, reject, reopen)")
+    review_act.add_argument("--expected-version", type=int, help="refuse if the period changed since this version")
+    review_act.add_argument("--row-number", type=int, help="the row of the submitted file a comment is about")
+    review_act.add_argument("--recommendation", choices=("approve", "reject"), help="with action recommend")
+    review_queue.add_argument("--status", action="append", help="repeatable")
+    review_queue.add_argument("--sector-code")
+    review_queue.add_argument("--category")
+    review_queue.add_argument("--held", action=argparse.BooleanOptionalAction, default=None,
+                              help="only periods held back (--held) or not held (--no-held) by checks")
+    review_queue.add_argument("--period", help="a year (2024) or a month (2024-03)")
+    review_queue.add_argument("--enterprise-id")
+    review_queue.add_argument("--limit", type=int, default=100)
+    review_queue.add_argument("--offset", type=int, default=0)
+    for command in (review_status, review_act, review_queue):
+        acting = command is review_act  # an action names who takes it; reads default to the CLI's engineer
+        command.add_argument("--actor", required=acting, default=None if acting else "cli",
+                             help="who acts (recorded in the audit log)")
+        command.add_argument("--role", required=acting, default=None if acting else "engineer",
+                             choices=("enterprise", "verifier", "officer", "engineer"))
+        command.add_argument("--enterprise", action="append", help="for --role enterprise: an enterprise it acts for")
+        command.set_defaults(handler=cmd_review)
 
     factors = commands.add_parser("factors", help="verify and describe the factor library")
     factors.add_argument("--edition", default=None)
     factors.add_argument("--list", action="store_true", help="list every factor of the edition")
+    factors.add_argument("action", nargs="?", choices=("check",),
+                         help="check: compare the edition with the previous one (likely unit errors) and China with "
+                              "IPCC for oil and gas; exits 1 when a blocking problem is found")
+    factors.add_argument("--library", default=None, help="a factor library folder (default: the packaged one)")
     factors.set_defaults(handler=cmd_factors)
+
+    quality = commands.add_parser("quality", help="data-quality reports")
+    quality.add_argument("report", choices=("completeness",),
+                         help="completeness: key emitters missing a submission for a month past its deadline")
+    quality.add_argument("--as-of", type=date.fromisoformat, default=None, help="YYYY-MM-DD (default: today)")
+    quality.set_defaults(handler=cmd_quality)
+
+    substitute = commands.add_parser("substitute", help="put a conservative value in place of a missing month")
+    substitute.add_argument("enterprise_id")
+    substitute.add_argument("period", help="the missing month, YYYY-MM")
+    substitute.add_argument("--reason", required=True)
+    substitute.add_argument("--actor", required=True, help="the officer who substitutes")
+    substitute.add_argument("--role", default="officer", choices=("officer", "verifier", "engineer", "enterprise"))
+    substitute.add_argument("--rule", default=None, help="default: CARBON_SUBSTITUTION_RULE (max_of_last_12_months)")
+    substitute.add_argument("--expected-version", type=int, help="refuse if the month changed since this version")
+    substitute.set_defaults(handler=cmd_substitute, enterprise=None)
+
+    restate = commands.add_parser("restate", help="which periods move under a new factor edition or corrected data")
+    restate.add_argument("--factor-edition", default=None, help="the new edition (default: configured, else latest)")
+    restate.add_argument("--dry-run", action="store_true", help="print the diff only; nothing is written")
+    restate.add_argument("--reason", help="without --dry-run: why the moved periods are reopened")
+    restate.add_argument("--actor", help="without --dry-run: the officer who applies it")
+    restate.add_argument("--role", default="officer", choices=("officer", "verifier", "engineer"))
+    restate.set_defaults(handler=cmd_restate, enterprise=None)
     return parser
 
 

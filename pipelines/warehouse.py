@@ -35,9 +35,10 @@ import duckdb
 import pandas as pd
 
 from accounting.activity import FuelRules, SourceFile, conversion_table, parse_activity
-from accounting.calculation import CalculationOptions, results_document
+from accounting.calculation import TOTAL_COLUMNS, CalculationOptions, results_document
 from accounting.errors import FactorError, InvalidFileError, RowError
 from accounting.factors import FactorLibrary, carbonate_codes, fuel_phases
+from accounting.restatement import ADDITIVE
 
 TCE_GJ = 29.3076  # GB/T 2589: 1 tce = 7000 kcal_IT x 1000 = 29.3076 GJ
 
@@ -673,6 +674,7 @@ select partition_month, period,
     case when grouping(sector) = 1 then 'all' else sector end as sector_code,
     case when grouping(cat) = 1 then 'all' else cat end as category,
     count(distinct enterprise_id) as enterprise_count,
+    count(distinct enterprise_id) filter (where coalesce(is_substituted, false)) as substituted_enterprise_count,
     sum(scope1_tco2e) as scope1_tco2e,
     sum(scope2_tco2e) as scope2_tco2e,
     sum(exported_tco2e) as exported_tco2e,
@@ -705,3 +707,97 @@ union all by name
 select b.*, s.source_sha256s from out_emissions__yearly_enterprise_balances b
 left join yearly_sources s using (enterprise_id, period)
 """
+
+
+# ---------------------------------------------------------------------------------------------
+# Substituted months: conservative values put in place of missing months by an officer
+
+
+_BALANCE_CHOICES = ("edition", "ruleset", "grid_region", "gwp_set")
+_INTENSITIES = {
+    "tco2e_per_10k_cny_output_value": ("net_tco2e", "output_value_10k_cny"),
+    "tco2e_per_10k_cny_value_added": ("net_tco2e", "value_added_10k_cny"),
+    "tce_per_10k_cny_output_value": ("energy_tce", "output_value_10k_cny"),
+    "tce_per_10k_cny_value_added": ("energy_tce", "value_added_10k_cny"),
+}
+
+
+def substituted_frame(substitutions: list[dict[str, Any]], *, run_id: str) -> pd.DataFrame:
+    """One monthly balance row per substitution in force (``api.store.substitutions.in_force``), flagged."""
+    columns = ["enterprise_id", "period", "year", *TOTAL_COLUMNS, "line_count", *_BALANCE_CHOICES, "run_id",
+               "is_substituted"]
+    rows = [{"enterprise_id": s["enterprise_id"], "period": s["period"], "year": int(s["period"][:4]),
+             **{c: s["totals"].get(c) for c in TOTAL_COLUMNS}, "line_count": 0,
+             **{c: s[c] for c in _BALANCE_CHOICES}, "run_id": run_id, "is_substituted": True}
+            for s in substitutions]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame[list(TOTAL_COLUMNS)] = frame[list(TOTAL_COLUMNS)].astype("float64")
+    return frame.astype({"year": "int64", "line_count": "int64", "is_substituted": "bool"})
+
+
+def add_substituted_months(conn: duckdb.DuckDBPyConnection, *, frame: pd.DataFrame) -> int:
+    """Flag the monthly ``enterprise_balances`` with ``is_substituted`` and add the substituted months.
+
+    A substituted month has no lines of its own (the pipeline reads none for it), so its balance is
+    the substitution's totals; a month with lines is never replaced here. Returns the rows added.
+    """
+    conn.execute("alter table enterprise_balances add column if not exists is_substituted boolean default false")
+    if frame.empty:
+        return 0
+    conn.register("substituted_frame", frame)
+    before = int(conn.execute("select count(*) from enterprise_balances").fetchall()[0][0])
+    conn.execute("insert into enterprise_balances by name select * from substituted_frame s where not exists ("
+                 "select 1 from enterprise_balances b where b.enterprise_id = s.enterprise_id and b.period = s.period)")
+    return int(conn.execute("select count(*) from enterprise_balances").fetchall()[0][0]) - before
+
+
+def add_substituted_years(conn: duckdb.DuckDBPyConnection, *, frame: pd.DataFrame) -> None:
+    """Add the substituted months to the yearly ``enterprise_balances``: sums, intensities, ``months_substituted``."""
+    conn.execute("alter table enterprise_balances add column if not exists is_substituted boolean default false")
+    conn.execute("alter table enterprise_balances add column if not exists months_substituted integer default 0")
+    if frame.empty:
+        return
+    conn.register("substituted_frame", frame)
+    sums = ", ".join(f"sum({c}) as {c}" for c in ADDITIVE)
+    choices = ", ".join(f"any_value({c}) as {c}" for c in _BALANCE_CHOICES)
+    conn.execute(f"create or replace temp table substituted_years as select enterprise_id, left(period, 4) as period, "
+                 f"min(year) as year, {sums}, {choices}, count(*)::integer as months_substituted "
+                 f"from substituted_frame group by enterprise_id, left(period, 4)")
+    added = ", ".join(f"{c} = case when b.{c} is null and s.{c} is null then null "
+                      f"else coalesce(b.{c}, 0.0) + coalesce(s.{c}, 0.0) end" for c in ADDITIVE)
+    conn.execute(f"update enterprise_balances b set {added}, is_substituted = true, "
+                 f"months_substituted = s.months_substituted from substituted_years s "
+                 f"where b.enterprise_id = s.enterprise_id and b.period = s.period")
+    conn.execute("insert into enterprise_balances by name select *, 0::bigint as line_count, true as is_substituted, "
+                 "$run_id as run_id from substituted_years s where not exists (select 1 from enterprise_balances b "
+                 "where b.enterprise_id = s.enterprise_id and b.period = s.period)",
+                 {"run_id": str(frame["run_id"].iloc[0])})
+    ratios = ", ".join(f"{name} = {top} / nullif({bottom}, 0)" for name, (top, bottom) in _INTENSITIES.items())
+    conn.execute(f"update enterprise_balances set {ratios}, products = list_transform(products, lambda x: "
+                 "{'product': x.product, 'output': x.output, 'unit': x.unit, "
+                 "'tco2e_per_unit': net_tco2e / nullif(x.output, 0)}) where is_substituted")
+
+
+# ---------------------------------------------------------------------------------------------
+# Recalculation without storing (restatement diffs)
+
+#: The columns of an emission line that a restatement diff compares and shows.
+DIFF_LINE_COLUMNS = ("source_file", "source_sha256", "row_number", "enterprise_id", "period", "activity", "item",
+                     "facility", "quantity", "unit", "tco2e", "energy_tce", "factor_ids", "edition")
+
+
+def calculate_frames(lines: pd.DataFrame, *, library: FactorLibrary, options: CalculationOptions
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Monthly balances and emission lines (``DIFF_LINE_COLUMNS``) of parsed activity lines; nothing stored.
+
+    The same SQL as the pipeline, in an in-memory DuckDB. Raises FactorError for an unknown edition
+    and InvalidFileError listing the rows without a factor in it.
+    """
+    with duckdb.connect() as conn:
+        edition = register_inputs(conn, lines=lines, library=library, options=options)
+        conn.register("activity_lines", lines)
+        run_calculation(conn, lines_table="activity_lines", options=options, edition=edition,
+                        run_id=f"restate-{uuid.uuid4()}")
+        balances = conn.execute("select * from enterprise_balances").df()
+        line_rows = conn.execute(f"select {', '.join(DIFF_LINE_COLUMNS)} from emission_lines").df()
+    return balances, line_rows

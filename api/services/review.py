@@ -190,7 +190,7 @@ def record_calculations(session: Session, *, balances: Iterable[dict[str, Any]],
                     edition=balance["edition"], ruleset=balance["ruleset"], grid_region=balance["grid_region"],
                     gwp_set=balance["gwp_set"], totals=totals, totals_sha256=digest,
                     net_tco2e=float(balance["net_tco2e"]),
-                    submission_ids=sorted(sha_to_id.get(s, s) for s in balance.get("source_sha256s", [])),
+                    submission_ids=sorted(sha_to_id.get(s, s) for s in _sources(balance)),
                     is_substituted=bool(balance.get("is_substituted", False)), created_at=now)
                 session.add(latest)
                 counts["calculations"] += 1
@@ -200,6 +200,12 @@ def record_calculations(session: Session, *, balances: Iterable[dict[str, Any]],
         session.rollback()
         raise
     return counts
+
+
+def _sources(balance: dict[str, Any]) -> list[str]:
+    """The submissions (SHA-256) behind a balance; none for a substituted month."""
+    sources = balance.get("source_sha256s")
+    return [] if sources is None else [str(s) for s in sources]
 
 
 def _advance(session: Session, calculation: Calculation, *, now: datetime) -> int:
@@ -215,6 +221,9 @@ def _advance(session: Session, calculation: Calculation, *, now: datetime) -> in
         session.add(row)
     if row is None or row.status not in ("submitted", "reopened", "calculated"):
         return 0
+    if len(calculation.period) == 7 and row.is_substituted and row.submission_id is None \
+            and not calculation.is_substituted:
+        return 0  # a substituted month keeps its substitution until a submission of its own replaces it
     if len(calculation.period) == 7 and row.submission_id not in calculation.submission_ids:
         return 0  # calculated from an older submission; the run for the newer one will follow
     if row.status == "calculated" and row.calculation_id == calculation.calculation_id:
@@ -223,6 +232,7 @@ def _advance(session: Session, calculation: Calculation, *, now: datetime) -> in
     from_status = row.status
     row.status = next_status("calculate", current=row.status, actor=SYSTEM, enterprise_id=row.enterprise_id)
     row.calculation_id, row.version = calculation.calculation_id, row.version + 1
+    row.is_substituted = bool(calculation.is_substituted)  # a submission's data replaces a substitution
     row.updated_at, row.updated_by = now, SYSTEM.actor_id
     _event(session, row, action="calculate", from_status=from_status, actor=SYSTEM, now=now,
            comment=f"calculation {calculation.calculation_id}")

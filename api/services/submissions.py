@@ -203,7 +203,8 @@ def review_state(row: PeriodReview | None) -> dict[str, Any] | None:
         return None
     return {"enterprise_id": row.enterprise_id, "period": row.period, "status": row.status, "version": row.version,
             "submission_id": row.submission_id, "calculation_id": row.calculation_id,
-            "is_substituted": row.is_substituted}
+            "is_substituted": row.is_substituted, "held": bool(row.held),
+            "held_reasons": list(row.held_reasons or [])}
 
 
 def _record(session: Session, submission: Submission, lines: pd.DataFrame, *, actor: Actor,

@@ -13,6 +13,7 @@ import duckdb
 import pandas as pd
 
 from accounting.activity import conversion_table
+from api.store import substitutions
 from api.store.submissions import in_force
 from pipelines import warehouse as wh
 from pipelines.resources import AccountingResource, OltpResource, WarehouseResource
@@ -30,6 +31,7 @@ SERVED_TABLES = [
     "out_emissions__monthly_enterprise_balances",
     "out_emissions__yearly_enterprise_balances",
     "out_zone__monthly_indicators",
+    "out_quality__findings",
 ]
 
 
@@ -82,14 +84,17 @@ def raw_activity__monthly_lines(context: dg.AssetExecutionContext, warehouse: Wa
                                 accounting: AccountingResource, oltp: OltpResource) -> dg.MaterializeResult:
     """Activity lines of the month(s): the lines of the submissions in force, read from the operational store.
 
-    Each enterprise-period comes from its latest submission (earlier ones are superseded). A stored
+    Each enterprise-period comes from its latest submission (earlier ones are superseded); a month an
+    officer substituted has no lines (its substituted totals are added to the balances). A stored
     submission that no longer validates (a newer factor edition changed a rule) is listed with its
     errors in ``raw_activity__refused_files`` and held back; the others go on.
     """
     months = _months(context)
     rules = wh.fuel_rules(accounting.library(), accounting.factor_edition)
     with oltp.sessions()() as session:
-        lines, refused = wh.read_submissions(in_force(session, months=months), rules=rules)
+        substituted = substitutions.keys_in_force(session, months=months)
+        submissions = [(s, keys - substituted) for s, keys in in_force(session, months=months)]
+        lines, refused = wh.read_submissions(submissions, rules=rules)
     if not lines.empty:
         month = lines["period"].where(lines["month"].notna(), lines["year"].astype(str) + "-12")
         lines = lines.assign(partition_month=month)
@@ -160,12 +165,19 @@ def _sql_list(values: list[str]) -> str:
 @dg.asset(group_name="emissions", partitions_def=monthly, backfill_policy=single_run, kinds={"duckdb"},
           deps=[core_emissions__monthly_lines])
 def out_emissions__monthly_enterprise_balances(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                                               accounting: AccountingResource) -> dg.MaterializeResult:
-    """Carbon balance of each enterprise and month: scopes, exported, net, energy, intensities, pollutants."""
+                                               accounting: AccountingResource,
+                                               oltp: OltpResource) -> dg.MaterializeResult:
+    """Carbon balance of each enterprise and month: scopes, exported, net, energy, intensities, pollutants.
+
+    Months an officer substituted are included with the substituted totals and ``is_substituted``.
+    """
     months = _months(context)
+    with oltp.sessions()() as session:
+        substituted = wh.substituted_frame(substitutions.in_force(session, months=months), run_id=context.run.run_id)
     with wh.connect(warehouse.warehouse) as conn:
         _balances(conn, accounting=accounting, run_id=context.run.run_id,
                   source=_month_filter("core_emissions__monthly_lines").replace("$months", _sql_list(months)))
+        wh.add_substituted_months(conn, frame=substituted)
         conn.execute("create or replace temp view month_balances as select b.*, "
                      "case when length(period) = 7 then period else period || '-12' end as partition_month "
                      "from enterprise_balances b")
@@ -200,16 +212,21 @@ def out_zone__monthly_indicators(context: dg.AssetExecutionContext,
 @dg.asset(group_name="emissions", kinds={"duckdb"}, deps=[core_emissions__monthly_lines, core_registry__enterprises],
           automation_condition=dg.AutomationCondition.eager())
 def out_emissions__yearly_enterprise_balances(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                                              accounting: AccountingResource) -> dg.MaterializeResult:
+                                              accounting: AccountingResource,
+                                              oltp: OltpResource) -> dg.MaterializeResult:
     """Carbon balance of each enterprise and year (all its months and annual lines) and its key-emitter status.
 
     An enterprise is a key emitter when its emissions before deducting exports (scope 1 + scope 2) or its
     energy input before deducting exported energy reach the thresholds (26,000 tCO2e, 10,000 tce by
-    default): an energy supplier's exports must not hide its own combustion.
+    default): an energy supplier's exports must not hide its own combustion. Substituted months count
+    (``is_substituted``, ``months_substituted``).
     """
+    with oltp.sessions()() as session:
+        substituted = wh.substituted_frame(substitutions.in_force(session), run_id=context.run.run_id)
     with wh.connect(warehouse.warehouse) as conn:
         _balances(conn, accounting=accounting, run_id=context.run.run_id, by="year",
                   source="select * from core_emissions__monthly_lines")
+        wh.add_substituted_years(conn, frame=substituted)
         count = wh.replace_table(conn, table="out_emissions__yearly_enterprise_balances", frame_sql=(
             "select b.*, (b.scope1_tco2e + b.scope2_tco2e >= $tco2e or b.energy_input_tce >= $tce) "
             "as is_key_emitter, "

@@ -1,8 +1,8 @@
 """The API over a really published sample zone: registry, balances, lineage, zone, calculations, submissions.
 
 Nothing is mocked: the session fixture materializes the sample with Dagster into a temporary folder,
-the app reads the published DuckDB snapshot, and submissions go to a real SQLite database and inbox
-folder of their own (per test), which the tests inspect before and after.
+the app reads the published DuckDB snapshot, and submissions go to a real database of their own per
+test (SQLite, and the same tests again on PostgreSQL), which the tests inspect before and after.
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ from accounting.calculation import TOTAL_COLUMNS, CalculationOptions
 from accounting.factors import load_library
 from api.main import create_app
 from api.schemas import ActivityLine, Totals
-from api.services.submissions import submit
 from api.store import submissions as submissions_repository
 from api.store.db import session_factory
-from api.store.schema import Submission
+from api.store.schema import AuditEntry, PeriodReview, ReviewEvent, Submission, SubmissionPeriod
 from pipelines.settings import Settings
 from pipelines.warehouse import calculate_sources
 from tests.conftest import SAMPLE_DIR, zone_settings
+from tests.support import load_zone
 
 CHP_PLANT = "914101022286058318"  # coal-fired CHP: fuels with measured parameters, exports, key emitter
 CEMENT_PLANT = "91410100437387498P"  # clinker lines: process emissions
@@ -306,27 +306,31 @@ def test_a_calculation_takes_a_json_body_and_options(client: TestClient) -> None
 
 
 # ---------------------------------------------------------------------------------------------
-# Submissions: each test has its own database and inbox
+# Submissions: each test has its own database (SQLite and PostgreSQL) with the sample registry
+
+ENGINEER = {"X-Actor-Id": "engineer-chen", "X-Role": "engineer"}
 
 
 @pytest.fixture
 def intake(tmp_path: Path, published_zone: Settings, database_url: str) -> Iterator[tuple[TestClient, Settings]]:
     settings = zone_settings(tmp_path, serving_path=published_zone.serving, max_upload_bytes=16 * 1024,
                              database_url=database_url)
-    with TestClient(create_app(settings)) as client:
+    load_zone(settings, months=())  # the registry only: submissions name enterprises of the zone
+    with TestClient(create_app(settings), headers=ENGINEER) as client:
         yield client, settings
+    session_factory(settings).kw["bind"].dispose()
 
 
-def stored(settings: Settings) -> tuple[int, list[str]]:
-    """Rows in the submissions table and file names in the inbox: what a refused file must not change."""
+def stored(settings: Settings) -> dict[str, int]:
+    """Rows of what a submission writes: what a refused file must not change."""
     engine = create_engine(settings.database)
     try:
         with engine.connect() as conn:
-            rows = int(conn.execute(select(func.count()).select_from(Submission.__table__)).scalar_one())
+            return {table.name: int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+                    for table in (Submission.__table__, SubmissionPeriod.__table__, ReviewEvent.__table__,
+                                  PeriodReview.__table__, AuditEntry.__table__)}
     finally:
         engine.dispose()
-    files = sorted(p.name for p in settings.inbox.iterdir()) if settings.inbox.is_dir() else []
-    return rows, files
 
 
 def small_csv(month: str = "2023-05", *, count: int = 6) -> bytes:
@@ -334,9 +338,11 @@ def small_csv(month: str = "2023-05", *, count: int = 6) -> bytes:
     return to_csv(header, rows[:count])
 
 
-def test_a_valid_csv_is_stored_and_dropped_into_the_inbox(intake: tuple[TestClient, Settings]) -> None:
+def test_a_valid_csv_is_stored_whole_with_its_receipt_and_its_period_submitted(
+        intake: tuple[TestClient, Settings]) -> None:
     client, settings = intake
     content = small_csv()
+    before = stored(settings)
     response = client.post("/v1/submissions", files={"file": ("may.csv", content, "text/csv")})
     assert response.status_code == 201, response.text
     receipt = response.json()
@@ -344,10 +350,16 @@ def test_a_valid_csv_is_stored_and_dropped_into_the_inbox(intake: tuple[TestClie
     assert receipt["content_sha256"] == sha and receipt["status"] == "accepted"
     assert receipt["filename"] == "may.csv" and receipt["line_count"] == 6
     assert receipt["periods"] == ["2023-05"] and receipt["enterprise_ids"] == [CHP_PLANT]
+    assert receipt["submitter_id"] == "engineer-chen" and receipt["template_version"] == "1"
     assert receipt["received_at"].endswith("Z")
     assert response.headers["location"] == f"/v1/submissions/{receipt['submission_id']}"
-    assert stored(settings) == (1, [f"{sha}.csv"])
-    assert (settings.inbox / f"{sha}.csv").read_bytes() == content
+    after = stored(settings)
+    assert {k: after[k] - before[k] for k in after} == {
+        "submissions": 1, "submission_periods": 1, "review_events": 1, "period_reviews": 1,
+        "audit_log": 2}  # review.submit and submission.accept
+    with session_factory(settings)() as session:
+        row = submissions_repository.get(session, submission_id=receipt["submission_id"])
+        assert row is not None and row.content == content and row.submitter_role == "engineer"
     assert client.get(f"/v1/submissions/{receipt['submission_id']}").json() == receipt
     assert_problem(client.get("/v1/submissions/nope"), status=404, code="submission_not_found")
 
@@ -359,6 +371,7 @@ def test_resending_returns_the_first_receipt_and_a_reused_key_with_other_bytes_c
     first = client.post("/v1/submissions", files={"file": ("a.csv", content, "text/csv")},
                         headers={"Idempotency-Key": "key-1"})
     assert first.status_code == 201, first.text
+    after_first = stored(settings)
     for headers in ({}, {"Idempotency-Key": "key-1"}, {"Idempotency-Key": "key-2"}):
         again = client.post("/v1/submissions", files={"file": ("b.csv", content, "text/csv")}, headers=headers)
         assert again.status_code == 200, again.text
@@ -368,7 +381,7 @@ def test_resending_returns_the_first_receipt_and_a_reused_key_with_other_bytes_c
                         headers={"Idempotency-Key": "key-1"})
     body = assert_problem(other, status=409, code="idempotency_key_reused")
     assert body["first_submission_id"] == first.json()["submission_id"]
-    assert stored(settings)[0] == 1 and len(stored(settings)[1]) == 1
+    assert stored(settings) == after_first
 
 
 def test_an_invalid_file_is_refused_with_every_error_and_stores_nothing(intake: tuple[TestClient, Settings]) -> None:
@@ -391,6 +404,12 @@ def test_an_invalid_file_is_refused_with_every_error_and_stores_nothing(intake: 
     assert set(places) == {(ton_row + 2, "unit"), (bad_row + 2, "enterprise_id")}
     assert places[(ton_row + 2, "unit")]["value"] == "ton" and places[(ton_row + 2, "unit")]["expected"]
     assert places[(bad_row + 2, "enterprise_id")]["value"] == bad_id
+    unregistered = "91410100MA0000000T"  # a valid code that the registry does not list
+    unknown = [{**r, "enterprise_id": unregistered} for r in sample_rows("2023-05")[1][:3]]
+    refused = client.post("/v1/submissions", files={"file": ("x.csv", to_csv(header, unknown), "text/csv")})
+    body = assert_problem(refused, status=422, code="invalid_file")
+    assert {(e["row"], e["code"]) for e in body["errors"]} == {(2, "unknown_enterprise"), (3, "unknown_enterprise"),
+                                                                (4, "unknown_enterprise")}
     assert stored(settings) == before
 
 
@@ -414,16 +433,20 @@ def test_json_bodies_and_xlsx_workbooks_are_accepted(intake: tuple[TestClient, S
     as_xlsx = client.post("/v1/submissions", files={"file": ("march.xlsx", buffer.getvalue(), xlsx)})
     assert as_xlsx.status_code == 201, as_xlsx.text
     assert as_xlsx.json()["line_count"] == 4
-    rows_stored, files = stored(settings)
-    assert rows_stored == 2
-    assert sorted(Path(f).suffix for f in files) == [".json", ".xlsx"]
+    assert stored(settings)["submissions"] == 2
+    with session_factory(settings)() as session:
+        rows_stored = [submissions_repository.get(session, submission_id=r.json()["submission_id"])
+                       for r in (as_json, as_xlsx)]
+        media = {r.media_type for r in rows_stored if r is not None}
+    assert media == {"application/json", xlsx}
     replay = client.post("/v1/submissions", json={"lines": [{k: v for k, v in r.items() if v} for r in subset]})
     assert replay.status_code == 200 and replay.json() == as_json.json()
 
 
-def test_an_oversize_or_unsupported_body_is_refused_before_anything_is_stored(
+def test_an_oversize_unsupported_or_anonymous_body_is_refused_before_anything_is_stored(
         intake: tuple[TestClient, Settings]) -> None:
     client, settings = intake
+    before = stored(settings)
     big = (SAMPLE_DIR / "activity" / "2023-05.csv").read_bytes()
     assert len(big) > settings.max_upload_bytes
     for path in ("/v1/submissions", "/v1/calculations"):
@@ -439,31 +462,47 @@ def test_an_oversize_or_unsupported_body_is_refused_before_anything_is_stored(
                    status=415, code="unsupported_media_type")
     wrong_field = client.post("/v1/submissions", files={"other": ("x.csv", small_csv(), "text/csv")})
     assert_problem(wrong_field, status=422, code="invalid_request")
-    assert stored(settings) == (0, [])
+    anonymous = client.post("/v1/submissions", files={"file": ("a.csv", small_csv(), "text/csv")},
+                            headers={"X-Actor-Id": "", "X-Role": ""})
+    assert_problem(anonymous, status=401, code="authentication_required")
+    system = client.post("/v1/submissions", files={"file": ("a.csv", small_csv(), "text/csv")},
+                         headers={"X-Role": "system"})
+    assert_problem(system, status=403, code="role_not_allowed")
+    assert stored(settings) == before
 
 
-def test_a_failed_inbox_write_rolls_the_submission_back(published_zone: Settings, tmp_path: Path) -> None:
-    """The row and the inbox file go together: a file system error leaves neither (and a 500 problem)."""
-    blocked = tmp_path / "inbox"
-    blocked.write_text("a file where the inbox folder should be")
-    settings = zone_settings(tmp_path, serving_path=published_zone.serving, inbox_dir=blocked)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        response = client.post("/v1/submissions", files={"file": ("a.csv", small_csv(), "text/csv")})
+def test_a_failure_after_the_rows_are_written_rolls_the_whole_submission_back(
+        intake: tuple[TestClient, Settings], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The submission, its periods, review events and audit entries commit together or not at all."""
+    from api.store import audit
+
+    client, settings = intake
+    before = stored(settings)
+    real_append = audit.append
+
+    def failing_append(session: Any, **fields: Any) -> Any:
+        if fields["action"] == "submission.accept":
+            assert stored_in(session) == before["submissions"] + 1  # the row is written, not committed
+            raise OSError("disk full")
+        return real_append(session, **fields)
+
+    def stored_in(session: Any) -> int:
+        return int(session.scalar(select(func.count()).select_from(Submission)))
+
+    monkeypatch.setattr(audit, "append", failing_append)
+    with TestClient(create_app(settings), headers=ENGINEER, raise_server_exceptions=False) as failing:
+        response = failing.post("/v1/submissions", files={"file": ("a.csv", small_csv(), "text/csv")})
         assert_problem(response, status=500, code="internal_error")
-    sessions = session_factory(settings)
-    with sessions() as session:
-        assert submissions_repository.count(session) == 0
-        with pytest.raises(OSError):
-            submit(session, settings=settings, filename="a.csv", content=small_csv())
-        assert submissions_repository.count(session) == 0
-    assert blocked.read_text().startswith("a file")
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "carbon.sqlite" and not p.name.startswith(
-        "carbon.sqlite-")) == ["inbox"]
+        assert "disk full" not in response.text
+    assert stored(settings) == before
+    monkeypatch.setattr(audit, "append", real_append)
+    assert client.post("/v1/submissions", files={"file": ("a.csv", small_csv(), "text/csv")}).status_code == 201
 
 
 def test_concurrent_identical_submissions_store_one_file(intake: tuple[TestClient, Settings]) -> None:
     client, settings = intake
     content = small_csv("2024-07")
+    before = stored(settings)
 
     def send(_: int) -> tuple[int, str]:
         response = client.post("/v1/submissions", files={"file": ("same.csv", content, "text/csv")})
@@ -473,7 +512,8 @@ def test_concurrent_identical_submissions_store_one_file(intake: tuple[TestClien
         results = list(pool.map(send, range(6)))
     assert sorted(status for status, _ in results) == [200] * 5 + [201]
     assert len({submission_id for _, submission_id in results}) == 1
-    assert stored(settings) == (1, [f"{hashlib.sha256(content).hexdigest()}.csv"])
+    assert stored(settings)["submissions"] == before["submissions"] + 1
+    assert stored(settings)["audit_log"] == before["audit_log"] + 2
 
 
 def test_the_openapi_document_describes_both_upload_forms(client: TestClient) -> None:

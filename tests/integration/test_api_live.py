@@ -27,8 +27,10 @@ from typing import IO, Any
 import duckdb
 import pytest
 
+from api.store.db import session_factory
 from pipelines.settings import Settings
-from tests.conftest import ROOT, SAMPLE_DIR, dagster_home
+from tests.conftest import ROOT, SAMPLE_DIR, dagster_home, zone_settings
+from tests.support import load_zone
 
 pytestmark = pytest.mark.integration
 
@@ -101,14 +103,20 @@ def get(base_url: str, path: str) -> tuple[int, Any]:
 
 @pytest.fixture(scope="module")
 def live_zone(published_zone: Settings, tmp_path_factory: pytest.TempPathFactory) -> LiveZone:
-    """A copy of the published zone (warehouse and snapshot) that this module's processes may rewrite."""
+    """A copy of the published zone (warehouse and snapshot) that this module's processes may rewrite.
+
+    Its database holds the registry and the sample submissions, as the published zone's does, so that
+    a materialization in it finds the same data.
+    """
     root = tmp_path_factory.mktemp("live")
     shutil.copyfile(published_zone.warehouse, root / "warehouse.duckdb")
     shutil.copyfile(published_zone.serving, root / "serving.duckdb")
+    settings = zone_settings(root)
+    load_zone(settings)
+    session_factory(settings).kw["bind"].dispose()
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("CARBON_")}
     env.update({
-        "CARBON_DATA_DIR": str(root), "CARBON_SAMPLE_DIR": str(SAMPLE_DIR),
-        "CARBON_DATABASE_URL": f"sqlite:///{root / 'carbon.sqlite'}",
+        "CARBON_DATA_DIR": str(root), "CARBON_SAMPLE_DIR": str(SAMPLE_DIR), "CARBON_DATABASE_URL": settings.database,
         "DAGSTER_HOME": str(dagster_home(root / "dagster")),
     })
     return LiveZone(root=root, env=env)
