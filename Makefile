@@ -25,8 +25,11 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# The whole suite runs twice: on SQLite (the embedded default) and on PostgreSQL (production;
+# skipped when unreachable, unless CARBON_REQUIRE_POSTGRES=1 as in CI).
 test: setup lint
-	$(BIN)/python -m pytest -q
+	CARBON_TEST_DATABASE=sqlite $(BIN)/python -m pytest -q
+	CARBON_TEST_DATABASE=postgresql $(BIN)/python -m pytest -q
 
 bench: setup
 	$(BIN)/python benchmarks/bench_emissions.py

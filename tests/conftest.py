@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -26,18 +27,48 @@ SAMPLE_DIR = ROOT / "data" / "sample"
 DAGSTER_YAML = "telemetry:\n  enabled: false\n"
 
 
+#: CARBON_TEST_DATABASE=sqlite or postgresql runs the whole suite on that database (``make test`` runs it
+#: twice, once on each); unset, database tests run on both and everything else on SQLite.
+TEST_DATABASE = os.environ.get("CARBON_TEST_DATABASE", "")
+_SCHEMAS: list[str] = []
+
+
+def default_database_url(data_dir: Path) -> str:
+    """The database of a test zone: a SQLite file, or a fresh PostgreSQL schema when the suite runs on PostgreSQL."""
+    if TEST_DATABASE != "postgresql":
+        return f"sqlite:///{data_dir / 'carbon.sqlite'}"
+    url, schema = create_postgres_schema()
+    _SCHEMAS.append(schema)
+    return url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_schemas() -> Iterator[None]:
+    """Drop the PostgreSQL schemas that test zones created, once the session ends."""
+    yield
+    if _SCHEMAS:
+        from sqlalchemy import create_engine, text
+
+        admin = create_engine(os.environ.get("CARBON_TEST_POSTGRES_URL", POSTGRES_URL))
+        with admin.begin() as conn:
+            for schema in _SCHEMAS:
+                conn.execute(text(f'drop schema if exists "{schema}" cascade'))
+        admin.dispose()
+
+
 def zone_settings(data_dir: Path, **changes: object) -> Settings:
     """Settings for a zone in ``data_dir``, reading the committed sample and ignoring any CARBON_* variable.
 
     Every path is given explicitly, so a developer's environment can never point a test at ``data/``.
     """
+    if "database_url" not in changes:
+        changes["database_url"] = default_database_url(data_dir)
     with pytest.MonkeyPatch.context() as patch:
         for name in [n for n in os.environ if n.upper().startswith("CARBON_")]:
             patch.delenv(name)
         values: dict[str, object] = {
             "data_dir": data_dir, "sample_dir": SAMPLE_DIR, "inbox_dir": data_dir / "inbox",
             "warehouse_path": data_dir / "warehouse.duckdb", "serving_path": data_dir / "serving.duckdb",
-            "database_url": f"sqlite:///{data_dir / 'carbon.sqlite'}",
         }
         return Settings.model_validate({**values, **changes})
 
@@ -81,12 +112,11 @@ def client(published_zone: Settings) -> Iterator[TestClient]:
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    """A URL on the production PostgreSQL, confined to a fresh schema that is dropped afterwards.
+def create_postgres_schema() -> tuple[str, str]:
+    """A fresh schema on the production PostgreSQL and a URL confined to it; the caller drops it.
 
-    The tests never touch the rest of the database. Without a reachable server the test is skipped,
-    unless CARBON_REQUIRE_POSTGRES=1 (as in CI), where it fails.
+    Without a reachable server the test is skipped, unless CARBON_REQUIRE_POSTGRES=1 (as in CI),
+    where it fails.
     """
     from sqlalchemy import create_engine, text
     from sqlalchemy.exc import OperationalError
@@ -98,21 +128,41 @@ def postgres_database() -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(text(f'create schema "{schema}"'))
     except OperationalError as err:
-        admin.dispose()
         message = f"PostgreSQL is not reachable at {base}: {str(err).splitlines()[0]}"
         if os.environ.get("CARBON_REQUIRE_POSTGRES") == "1":
             pytest.fail(message)
         pytest.skip(message)
-    separator = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{separator}options=-csearch_path%3D{schema}"
     finally:
+        admin.dispose()
+    separator = "&" if "?" in base else "?"
+    return f"{base}{separator}options=-csearch_path%3D{schema}", schema
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A URL on the production PostgreSQL, confined to a fresh schema that is dropped afterwards.
+
+    The tests never touch the rest of the database.
+    """
+    from sqlalchemy import create_engine, text
+
+    url, schema = create_postgres_schema()
+    try:
+        yield url
+    finally:
+        admin = create_engine(os.environ.get("CARBON_TEST_POSTGRES_URL", POSTGRES_URL))
         with admin.begin() as conn:
             conn.execute(text(f'drop schema "{schema}" cascade'))
         admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_backends() -> list[Any]:
+    """The databases a database test runs on: the one named by CARBON_TEST_DATABASE, else both."""
+    params = {"sqlite": "sqlite", "postgresql": pytest.param("postgresql", marks=pytest.mark.postgres)}
+    return [params[TEST_DATABASE]] if TEST_DATABASE in params else list(params.values())
+
+
+@pytest.fixture(params=database_backends())
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The OLTP database of one test: a SQLite file, and the same test again on PostgreSQL."""
     if request.param == "sqlite":

@@ -24,7 +24,7 @@ from api.services.review import record_findings
 from api.store.db import session_factory
 from pipelines.cli import main
 from pipelines.settings import Settings
-from tests.conftest import SAMPLE_DIR, postgres_database, zone_settings
+from tests.conftest import SAMPLE_DIR, database_backends, postgres_database, zone_settings
 from tests.integration.test_quality_pipeline import edition_with
 from tests.support import load_zone
 
@@ -45,7 +45,7 @@ def enterprise(enterprise_id: str) -> dict[str, str]:
     return {"X-Actor-Id": f"user-{enterprise_id[-4:]}", "X-Role": "enterprise", "X-Enterprise-Ids": enterprise_id}
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(scope="module", params=database_backends())
 def withheld_zone(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
                   published_zone: Settings) -> Iterator[tuple[TestClient, Settings]]:
     """The sample zone without WITHHELD, in its own database; the published snapshot of the whole zone.
