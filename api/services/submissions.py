@@ -230,6 +230,7 @@ def _record(session: Session, submission: Submission, lines: pd.DataFrame, *, ac
         from_status = before["status"] if before else "none"
         review.status, review.version = "submitted", review.version + 1
         review.submission_id, review.calculation_id = submission.submission_id, None
+        review.is_substituted = False  # reported data replaces a substituted value
         review.updated_at, review.updated_by = now, actor.actor_id
         session.add(ReviewEvent(enterprise_id=enterprise_id, period=period, action="submit", from_status=from_status,
                                 to_status="submitted", actor_id=actor.actor_id, role=actor.role,
