@@ -37,7 +37,7 @@ class QualityResource(dg.ConfigurableResource):
 
     @property
     def data_docs(self) -> Path:
-        return Path(self.data_docs_path)
+        return Path(self.data_docs_path).resolve()  # Great Expectations wants an absolute folder
 
 
 @dg.asset(group_name="quality", partitions_def=monthly, backfill_policy=single_run,
