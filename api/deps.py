@@ -17,7 +17,7 @@ from fastapi import Depends, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 
 from accounting.calculation import CalculationOptions
 from accounting.factors import FactorLibrary
@@ -90,7 +90,7 @@ class Upload:
     media_type: str
 
 
-async def _read_limited(request: Request, *, limit: int) -> bytes:
+async def read_limited(request: Request, *, limit: int) -> bytes:
     """The body, refused with 413 as soon as it passes ``limit`` (before reading it all when declared)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
@@ -105,13 +105,18 @@ async def _read_limited(request: Request, *, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _from_multipart(request: Request, body: bytes, *, limit: int) -> Upload:
-    """Parse the form from the bytes already read (and size-checked) by replaying them as a new request."""
+async def replayed_form(request: Request, body: bytes, *, limit: int, max_fields: int) -> FormData:
+    """Parse a multipart form from the bytes already read (and size-checked) by replaying them as a new request."""
 
     async def replay() -> dict[str, object]:
         return {"type": "http.request", "body": body, "more_body": False}
 
-    form = await Request(request.scope, receive=replay).form(max_files=1, max_fields=16, max_part_size=limit)
+    return await Request(request.scope, receive=replay).form(max_files=1, max_fields=max_fields, max_part_size=limit)
+
+
+async def _from_multipart(request: Request, body: bytes, *, limit: int) -> Upload:
+    """The ``file`` field of a multipart upload."""
+    form = await replayed_form(request, body, limit=limit, max_fields=16)
     try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
@@ -141,7 +146,7 @@ async def read_upload(request: Request, settings: SettingsDep) -> Upload:
         raise UnsupportedMediaTypeError(
             f"send the file as multipart/form-data (field 'file') or a JSON body {{\"lines\": [...]}},"
             f" not {media_type or 'no content type'}")
-    body = await _read_limited(request, limit=settings.max_upload_bytes)
+    body = await read_limited(request, limit=settings.max_upload_bytes)
     if media_type == "multipart/form-data":
         return await _from_multipart(request, body, limit=settings.max_upload_bytes)
     return _from_json(body)

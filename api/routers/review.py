@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.datastructures import UploadFile
 
-from api.deps import ActorDep, SessionDep, SettingsDep, _read_limited
+from api.deps import ActorDep, SessionDep, SettingsDep, read_limited, replayed_form
 from api.errors import UnsupportedMediaTypeError
 from api.schemas import Problem
 from api.services import evidence as evidence_service
@@ -258,12 +258,8 @@ async def _read_evidence(request: Request, *, limit: int) -> _EvidenceUpload:
     if media_type != "multipart/form-data":
         raise UnsupportedMediaTypeError(f"send the evidence as multipart/form-data (field 'file'), not"
                                         f" {media_type or 'no content type'}")
-    body = await _read_limited(request, limit=limit)
-
-    async def replay() -> dict[str, object]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    form = await Request(request.scope, receive=replay).form(max_files=1, max_fields=8, max_part_size=limit)
+    body = await read_limited(request, limit=limit)
+    form = await replayed_form(request, body, limit=limit, max_fields=8)
     try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
