@@ -138,23 +138,34 @@ class _Errors:
 # Reading CSV, XLSX and JSON into one table of strings
 
 
-def read_table(source: SourceFile) -> pd.DataFrame:
+#: Default limits on one file (``Settings.max_rows_per_file`` overrides the row limit at the API).
+MAX_ROWS_PER_FILE = 200_000
+MAX_LINE_BYTES = 64 * 1024
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def read_table(source: SourceFile, *, max_rows: int = MAX_ROWS_PER_FILE) -> pd.DataFrame:
     """Read a CSV, XLSX or JSON file into a table of strings with a ``row_number`` column.
 
-    Raises InvalidFileError for a file that cannot be read at all (wrong encoding, not a table).
+    Raises InvalidFileError for a file that cannot be read at all (wrong encoding, not a table), that
+    has more than ``max_rows`` lines, a CSV line longer than ``MAX_LINE_BYTES``, or a NUL character.
     """
     suffix = PurePath(source.name).suffix.lower()
     if suffix == ".xlsx" or source.content[:2] == b"PK":
-        table = _read_xlsx(source)
+        table = _read_xlsx(source, max_rows=max_rows)
     elif suffix == ".json" or source.content.lstrip()[:1] in (b"[", b"{"):
         table = _read_json(source)
     else:
-        table = _read_csv(source)
+        table = _read_csv(source, max_rows=max_rows)
+    if len(table) > max_rows:
+        raise _refuse(source, f"at most {max_rows} lines in one file (split it by month or by enterprise)",
+                      code="too_many_rows")
     table = table.fillna("").astype(str)
     table.columns = [str(c).strip() for c in table.columns]
     for column in table.columns:
         table[column] = table[column].str.strip()
     table.insert(0, "row_number", np.arange(2, len(table) + 2, dtype=np.int64))
+    _refuse_nul_cells(table, source)
     blank = (table.drop(columns="row_number") == "").all(axis=1)
     return table.loc[~blank].reset_index(drop=True)  # blank lines are skipped but keep their row numbers
 
@@ -163,23 +174,84 @@ def _refuse(source: SourceFile, expected: str, *, code: str = "unreadable_file")
     return InvalidFileError([RowError(None, None, None, expected, code)], source=source.name)
 
 
-def _read_csv(source: SourceFile) -> pd.DataFrame:
+_NUL_EXPECTED = "text without NUL characters (save the file as CSV UTF-8)"
+
+
+def _refuse_nul_cells(table: pd.DataFrame, source: SourceFile) -> None:
+    """A NUL character anywhere (a JSON ``\\u0000``, a header) refuses the file, naming each row and column."""
+    errors = [RowError(1, column, None, _NUL_EXPECTED, "nul_byte") for column in table.columns if "\x00" in column]
+    for column in table.columns.drop("row_number"):
+        hit = table[column].str.contains("\x00", regex=False)
+        errors.extend(RowError(int(row), column, None, _NUL_EXPECTED, "nul_byte")
+                      for row in table.loc[hit, "row_number"])
+    if errors:
+        raise InvalidFileError(errors, source=source.name)
+
+
+_LINE_BREAK = re.compile(r"\r\n?|\n")
+
+
+def _physical_row(content: str, offset: int) -> int:
+    """The 1-based physical line of ``offset`` (CRLF, LF or a lone CR ends a line, as for the CSV reader)."""
+    return len(_LINE_BREAK.findall(content, 0, offset)) + 1
+
+
+def _decode_csv(source: SourceFile) -> tuple[str, str]:
+    """The text of a CSV file and its separator: UTF-8 (BOM optional), or UTF-16 with a BOM.
+
+    UTF-16 is Excel's "Unicode text" export, which separates columns with tabs: its header decides.
+    """
+    content = source.content
+    if content[:2] in _UTF16_BOMS:
+        try:
+            text = content.decode("utf-16")
+        except UnicodeDecodeError as err:
+            raise _refuse(source, "UTF-16 text after its byte-order mark (or save the file as CSV UTF-8)",
+                          code="bad_encoding") from err
+        header = text.lstrip("\ufeff").split("\n", 1)[0]
+        return text.lstrip("\ufeff"), "\t" if "\t" in header and "," not in header else ","
+    nul = content.find(b"\x00")
+    if nul >= 0:
+        row = _physical_row(content[:nul].decode("utf-8", errors="replace"), nul)
+        raise InvalidFileError([RowError(row, None, None, _NUL_EXPECTED + " (NUL bytes are often UTF-16 text"
+                                         " without its byte-order mark)", "nul_byte")], source=source.name)
     try:
-        text = source.content.decode("utf-8-sig")
+        return content.decode("utf-8-sig"), ","
     except UnicodeDecodeError as err:
         raise _refuse(source, f"UTF-8 text (byte {err.start} is not UTF-8; save the file as CSV UTF-8)",
                       code="bad_encoding") from err
+
+
+def _refuse_long_lines(source: SourceFile, text: str) -> None:
+    """A physical line longer than ``MAX_LINE_BYTES`` (UTF-8) refuses the file, naming the first such line."""
+    lines = _LINE_BREAK.split(text)
+    if not lines or max(map(len, lines)) * 4 <= MAX_LINE_BYTES:  # no line can reach the limit
+        return
+    for number, line in enumerate(lines, start=1):
+        if len(line) > MAX_LINE_BYTES // 4 and len(line.encode()) > MAX_LINE_BYTES:
+            raise InvalidFileError([RowError(number, None, None, f"lines of at most {MAX_LINE_BYTES} bytes",
+                                             "line_too_long")], source=source.name)
+
+
+def _read_csv(source: SourceFile, *, max_rows: int) -> pd.DataFrame:
+    text, separator = _decode_csv(source)
     if not text.strip():
         raise _refuse(source, "a header row and at least one line", code="empty_file")
+    if "\x00" in text:  # a UTF-16 file: UTF-8 was checked byte by byte
+        row = _physical_row(text, text.index("\x00"))
+        raise InvalidFileError([RowError(row, None, None, _NUL_EXPECTED, "nul_byte")], source=source.name)
+    _refuse_long_lines(source, text)
     try:
-        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=False)
+        return pd.read_csv(io.StringIO(text), sep=separator, dtype=str, keep_default_na=False,
+                           skip_blank_lines=False, nrows=max_rows + 1)
     except (pd.errors.ParserError, ValueError) as err:
         raise _refuse(source, f"comma-separated values with one header row ({err})") from err
 
 
-def _read_xlsx(source: SourceFile) -> pd.DataFrame:
+def _read_xlsx(source: SourceFile, *, max_rows: int) -> pd.DataFrame:
     try:
-        frame = pd.read_excel(io.BytesIO(source.content), sheet_name=0, dtype=object, engine="openpyxl")
+        frame = pd.read_excel(io.BytesIO(source.content), sheet_name=0, dtype=object, engine="openpyxl",
+                              nrows=max_rows + 1)
     except Exception as err:  # noqa: BLE001 - any openpyxl failure means the workbook is unreadable
         raise _refuse(source, f"an .xlsx workbook with the template on its first sheet ({err})") from err
     return frame.map(_excel_cell_text)
@@ -229,9 +301,9 @@ def _json_text(value: object) -> str:
 # Validation
 
 
-def parse_activity(source: SourceFile, *, rules: FuelRules) -> pd.DataFrame:
+def parse_activity(source: SourceFile, *, rules: FuelRules, max_rows: int = MAX_ROWS_PER_FILE) -> pd.DataFrame:
     """Read and validate one file; return its typed lines or raise InvalidFileError with every problem."""
-    table = read_table(source)
+    table = read_table(source, max_rows=max_rows)
     lines = validate_table(table, rules=rules, source=source.name)
     lines.insert(0, "source_sha256", source.sha256)
     lines.insert(0, "source_file", source.name)

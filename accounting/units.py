@@ -12,6 +12,7 @@ Conversion happens once per distinct unit string (``multiplier``), never once pe
 from __future__ import annotations
 
 import re
+import threading
 from functools import cache
 from importlib.resources import files
 
@@ -63,9 +64,22 @@ def _build_registry() -> pint.UnitRegistry[float]:
     return registry
 
 
-@cache
+_REGISTRY_LOCK = threading.Lock()
+
+
 def registry() -> pint.UnitRegistry[float]:
-    """The one registry of the service, built on first use."""
+    """The one registry of the service, built on first use.
+
+    Why the lock: ``functools.cache`` lets two threads that miss at once both build a registry, and the
+    API's first concurrent requests then mix quantities of two registries (pint refuses: "different
+    registries"). The lock makes the first call build it once.
+    """
+    with _REGISTRY_LOCK:
+        return _cached_registry()
+
+
+@cache
+def _cached_registry() -> pint.UnitRegistry[float]:
     return _build_registry()
 
 

@@ -30,6 +30,12 @@ from pipelines.settings import Settings, get_settings
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
+#: Paging of every list route: at most 1000 items a page, and an offset a database integer can hold.
+MAX_PAGE_SIZE = 1000
+MAX_OFFSET = 1_000_000_000
+LimitQuery = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description=f"page size, at most {MAX_PAGE_SIZE}")]
+OffsetQuery = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="items to skip")]
+
 
 def get_snapshot_cursor(request: Request) -> Iterator[duckdb.DuckDBPyConnection]:
     """A cursor of its own on the published snapshot for this request (503 when there is none)."""
@@ -159,6 +165,7 @@ IdempotencyKeyDep = Annotated[str | None, Header(alias="Idempotency-Key", min_le
 
 
 def get_actor(
+    request: Request,
     actor_id: Annotated[str | None, Header(alias="X-Actor-Id", max_length=255, description="who acts")] = None,
     role: Annotated[str | None, Header(alias="X-Role", description="enterprise, verifier, officer or engineer")] = None,
     enterprise_ids: Annotated[str | None, Header(alias="X-Enterprise-Ids", max_length=4096,
@@ -173,7 +180,9 @@ def get_actor(
     if role == "system":
         raise ReviewError("the system role is not available to requests", code="role_not_allowed")
     ids = frozenset(i.strip() for i in (enterprise_ids or "").split(",") if i.strip())
-    return Actor(actor_id=actor_id, role=role, enterprise_ids=ids)
+    actor = Actor(actor_id=actor_id, role=role, enterprise_ids=ids)
+    request.state.actor_role = actor.role  # for the request log (api.request_log): the role only, never the id
+    return actor
 
 
 ActorDep = Annotated[Actor, Depends(get_actor)]

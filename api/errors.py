@@ -15,10 +15,12 @@ from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from accounting.errors import AccountingError, FactorError, InvalidFileError, UnitError
 from accounting.review import ReviewError
+from api.request_log import REQUEST_ID_HEADER, current_request_id
 from api.services.evidence import EvidenceNotFoundError
 from api.services.quality import DataDocsUnavailableError
 from api.services.review import PeriodStateError, StaleStateError
@@ -85,7 +87,35 @@ def problem(*, status_code: int, code: str, detail: str, title: str | None = Non
         "code": code,
         **jsonable_encoder(extra),
     }
+    if (request_id := current_request_id.get()) is not None:  # set per request by RequestLogMiddleware
+        body["request_id"] = request_id
+        headers = {REQUEST_ID_HEADER: request_id, **(headers or {})}
     return JSONResponse(body, status_code=status_code, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def rate_limited(retry_after: int) -> JSONResponse:
+    """The 429 of the per-client rate limit (``api.rate_limit``), answered before routing."""
+    return problem(status_code=status.HTTP_429_TOO_MANY_REQUESTS, code="rate_limited", title="Too many requests",
+                   detail=f"this client has used its request allowance; retry in {retry_after} s",
+                   headers={"Retry-After": str(retry_after)}, retry_after_s=retry_after)
+
+
+def nul_character(where: str) -> JSONResponse:
+    """The 422 of a NUL character in the ``query``, ``path`` or JSON ``body`` (``api.body_limits``).
+
+    No stored text may hold NUL (PostgreSQL refuses it), so it is refused before it reaches a query.
+    """
+    return problem(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, code="nul_character", title="Invalid request",
+                   detail=f"the request {where} contains the NUL character, which no text field accepts",
+                   errors=[{"loc": [where], "msg": "no NUL character (%00, \\u0000)", "type": "nul_character"}])
+
+
+def json_too_deep(*, limit: int) -> JSONResponse:
+    """The 422 of a JSON body nested deeper than ``limit`` (``api.body_limits``), answered before parsing."""
+    return problem(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, code="json_too_deep", title="Invalid request",
+                   detail=f"the JSON body is nested deeper than {limit} levels of arrays and objects",
+                   limit_depth=limit, errors=[{"loc": ["body"], "msg": f"at most {limit} levels of nesting",
+                                               "type": "json_too_deep"}])
 
 
 def _invalid_file(_: Request, exc: InvalidFileError) -> JSONResponse:
@@ -124,6 +154,15 @@ def _data_docs_unavailable(_: Request, exc: DataDocsUnavailableError) -> JSONRes
 def _database_unavailable(_: Request, exc: DatabaseUnavailableError) -> JSONResponse:
     return problem(status_code=status.HTTP_503_SERVICE_UNAVAILABLE, code=exc.code, title="Database unavailable",
                    detail=str(exc))
+
+
+def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+    """A lost or refused database connection (a restart, a failover) is an outage (503); other DBAPI errors are bugs."""
+    if isinstance(exc, OperationalError) or exc.connection_invalidated:
+        return problem(status_code=status.HTTP_503_SERVICE_UNAVAILABLE, code=DatabaseUnavailableError.code,
+                       title="Database unavailable", detail="the database does not answer; retry later",
+                       headers={"Retry-After": "5"})
+    return _unexpected(request, exc)
 
 
 def _idempotency_reused(_: Request, exc: IdempotencyKeyReusedError) -> JSONResponse:
@@ -221,6 +260,7 @@ HANDLERS: dict[type[Exception], _Handler] = {
     SnapshotUnavailableError: _snapshot_unavailable,
     DataDocsUnavailableError: _data_docs_unavailable,
     DatabaseUnavailableError: _database_unavailable,
+    DBAPIError: _database_error,
     IdempotencyKeyReusedError: _idempotency_reused,
     PayloadTooLargeError: _too_large,
     UnsupportedMediaTypeError: _unsupported,

@@ -11,12 +11,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from accounting.factors import load_library
+from api.body_limits import RequestLimits
 from api.errors import install_error_handlers
+from api.openapi import problem_openapi
+from api.rate_limit import EXEMPT_PATHS, RateLimitMiddleware
+from api.request_log import REQUEST_ID_HEADER, RequestLogMiddleware, configure_logging
 from api.routers import ROUTERS
+from api.schemas import Problem
 from api.store import db
 from api.store.serving import SnapshotReader
 from pipelines.settings import Settings, get_settings
@@ -50,6 +57,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings is not None:
         app.dependency_overrides[get_settings] = lambda: settings
     install_error_handlers(app)
+    limited: dict[int | str, dict[str, Any]] = {429: {"model": Problem, "description": "Rate limited (Retry-After)"}}
     for router in ROUTERS:
-        app.include_router(router)
+        exempt = all(getattr(route, "path", None) in EXEMPT_PATHS for route in router.routes)
+        app.include_router(router, responses=None if exempt or not resolved.rate_limit_per_minute else limited)
+    app.add_middleware(RequestLimits, max_bytes=resolved.max_upload_bytes)  # innermost: next to the routes
+    install_middleware(app, resolved)
+    app.openapi = problem_openapi(app)  # type: ignore[method-assign]
     return app
+
+
+#: Request headers a browser on an allowed origin may send, and response headers it may read.
+CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "If-Match", REQUEST_ID_HEADER,
+                        "X-Actor-Id", "X-Role", "X-Enterprise-Ids"]
+CORS_RESPONSE_HEADERS = [REQUEST_ID_HEADER, "Retry-After", "Location", "ETag", "Idempotent-Replayed"]
+
+
+def install_middleware(app: FastAPI, settings: Settings) -> None:
+    """From the outside in: the request log (every answer, 429s and preflights too), CORS, the rate limit.
+
+    CORS is installed only for the configured origins (none by default: same-origin only).
+    """
+    configure_logging()
+    if settings.rate_limit_per_minute > 0:
+        app.add_middleware(RateLimitMiddleware, per_minute=settings.rate_limit_per_minute,
+                           burst=settings.rate_limit_burst)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                           allow_headers=CORS_REQUEST_HEADERS, expose_headers=CORS_RESPONSE_HEADERS)
+    app.add_middleware(RequestLogMiddleware)  # added last: the outermost

@@ -345,7 +345,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _dagster_home(settings)
     python = sys.executable
     commands = [[python, "-m", "uvicorn", "api.main:create_app", "--factory", "--host", args.host,
-                 "--port", str(args.api_port)]]
+                 "--port", str(args.api_port), "--no-access-log"]]  # the API logs each request as JSON
     if not args.no_dagster:
         commands.append([python, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", args.host,
                          "-p", str(args.dagster_port)])

@@ -1,11 +1,48 @@
-"""Settings of the service, read from ``CARBON_*`` environment variables (and nothing at import time)."""
+"""Settings of the service: ``CARBON_*`` environment variables over an optional TOML settings file.
+
+``CARBON_SETTINGS_FILE`` names a TOML file whose keys are the field names below (``database_url = "..."``,
+``cors_origins = ["https://dashboard.example"]``); the environment overrides it, and an unknown key or a
+missing file is refused naming it. Nothing is read at import time: only when ``Settings()`` is built.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+SETTINGS_FILE_VARIABLE = "CARBON_SETTINGS_FILE"
+
+
+class SettingsFileError(ValueError):
+    """The settings file is missing, unreadable, or names a setting that does not exist."""
+
+
+class StrictTomlSource(TomlConfigSettingsSource):
+    """The TOML settings file, refusing keys that are not settings (a typo must not pass silently)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        if not path.is_file():
+            raise SettingsFileError(f"{SETTINGS_FILE_VARIABLE} names {path}, which is not a file")
+        try:
+            super().__init__(settings_cls, toml_file=path)
+        except ValueError as err:  # tomllib.TOMLDecodeError
+            raise SettingsFileError(f"the settings file {path} is not valid TOML: {err}") from err
+        unknown = sorted(set(self.toml_data) - set(settings_cls.model_fields))
+        if unknown:
+            raise SettingsFileError(f"the settings file {path} has unknown setting(s): {', '.join(unknown)}; "
+                                    f"known settings: {', '.join(sorted(settings_cls.model_fields))}")
 
 
 class Settings(BaseSettings):
@@ -31,9 +68,50 @@ class Settings(BaseSettings):
     key_emitter_tco2e: float = 26000.0
     key_emitter_tce: float = 10000.0
     max_upload_bytes: int = 20 * 1024 * 1024
+    #: Lines in one activity file (CSV, XLSX or JSON); more is refused whole (``too_many_rows``).
+    max_rows_per_file: int = Field(default=200_000, ge=1)
     first_period: str = "2023-01"
     submission_deadline_day: int = 15
     substitution_rule: str = "max_of_last_12_months"
+    #: Browser origins allowed to call the API cross-origin (CORS); none by default, ``*`` refused.
+    #: In the environment: a JSON list or comma-separated origins.
+    cors_origins: Annotated[list[str], NoDecode] = []
+    #: Per-client token bucket of each API process: the refill rate (0 disables the limit) and the burst.
+    rate_limit_per_minute: int = Field(default=600, ge=0)
+    rate_limit_burst: int = Field(default=120, ge=1)
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments first, then the environment, then the settings file named by ``CARBON_SETTINGS_FILE``."""
+        sources = [init_settings, env_settings, dotenv_settings, file_secret_settings]
+        if settings_file := os.environ.get(SETTINGS_FILE_VARIABLE):
+            sources.append(StrictTomlSource(settings_cls, Path(settings_file)))
+        return tuple(sources)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [o.strip() for o in text.split(",") if o.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _refuse_wildcard_origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if "*" in origin:
+                raise ValueError(f"the CORS origin '{origin}' is a wildcard; list each allowed origin "
+                                 "(e.g. https://dashboard.example.org)")
+            if not origin.startswith(("https://", "http://")) or origin.endswith("/"):
+                raise ValueError(f"the CORS origin '{origin}' is not an origin like https://host[:port]")
+        return origins
 
     @property
     def inbox(self) -> Path:

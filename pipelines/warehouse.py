@@ -34,7 +34,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from accounting.activity import FuelRules, SourceFile, conversion_table, parse_activity
+from accounting.activity import MAX_ROWS_PER_FILE, FuelRules, SourceFile, conversion_table, parse_activity
 from accounting.calculation import TOTAL_COLUMNS, CalculationOptions, results_document
 from accounting.errors import FactorError, InvalidFileError, RowError
 from accounting.factors import FactorLibrary, carbonate_codes, fuel_phases
@@ -506,15 +506,15 @@ def _raise_missing_factors(conn: duckdb.DuckDBPyConnection, *, options: Calculat
     raise InvalidFileError(errors, source=missing[0][0])
 
 
-def calculate_sources(sources: list[SourceFile], *, library: FactorLibrary,
-                      options: CalculationOptions) -> dict[str, Any]:
+def calculate_sources(sources: list[SourceFile], *, library: FactorLibrary, options: CalculationOptions,
+                      max_rows: int = MAX_ROWS_PER_FILE) -> dict[str, Any]:
     """Validate files and compute their results, storing nothing; the ``carbon calculate`` path.
 
     Every file is validated before anything is computed; the first invalid one raises
     InvalidFileError with all of its errors.
     """
     rules = fuel_rules(library, options.edition)
-    lines = pd.concat([parse_activity(s, rules=rules) for s in sources], ignore_index=True)
+    lines = pd.concat([parse_activity(s, rules=rules, max_rows=max_rows) for s in sources], ignore_index=True)
     with duckdb.connect() as conn:
         edition = register_inputs(conn, lines=lines, library=library, options=options)
         conn.register("activity_lines", lines)

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import SnapshotDep
+from api.deps import LimitQuery, OffsetQuery, SnapshotDep
 from api.errors import NotFoundError
 from api.schemas import Enterprise, EnterprisePage, Problem, enterprise_from_row
 from api.store import serving
@@ -19,8 +19,8 @@ def list_enterprises(
     sector_code: str | None = None,
     key_emitter: Annotated[bool | None, Query(
         description="latest published year's status; false also lists enterprises without balances")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: LimitQuery = 100,
+    offset: OffsetQuery = 0,
 ) -> EnterprisePage:
     """Registered enterprises by id, filtered and paginated; ``total`` counts every match."""
     rows, total = serving.list_enterprises(cursor, category=category, sector_code=sector_code,

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.datastructures import UploadFile
 
-from api.deps import ActorDep, SessionDep, SettingsDep, read_limited, replayed_form
+from api.deps import ActorDep, LimitQuery, OffsetQuery, SessionDep, SettingsDep, read_limited, replayed_form
 from api.errors import UnsupportedMediaTypeError
 from api.schemas import Problem
 from api.services import evidence as evidence_service
@@ -201,8 +201,8 @@ def review_queue(
     period: Annotated[str | None, Query(pattern=r"^\d{4}(-(0[1-9]|1[0-2]))?$",
                                         description="a year (2024) or a month (2024-03)")] = None,
     enterprise_id: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: LimitQuery = 100,
+    offset: OffsetQuery = 0,
 ) -> QueuePage:
     """Enterprise-periods to review, by period then enterprise; an enterprise user sees only its own."""
     where = QueueFilter(statuses=tuple(status_), sector_code=sector_code, category=category, held=held,
@@ -321,8 +321,8 @@ def audit_log(
     target: Annotated[str | None, Query(description="prefix, e.g. period:914101022286058318:2024")] = None,
     actor_id: str | None = None,
     action: Annotated[str | None, Query(description="e.g. review.approve, submission.accept")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: LimitQuery = 100,
+    offset: OffsetQuery = 0,
 ) -> AuditPage:
     """Audit entries, newest first (officers and data engineers)."""
     return AuditPage.model_validate(review_views.audit_log(session, actor=actor, target=target, actor_id=actor_id,

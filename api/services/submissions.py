@@ -29,6 +29,8 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -36,7 +38,7 @@ from accounting.activity import TEMPLATE_VERSION, SourceFile, parse_activity
 from accounting.errors import InvalidFileError, RowError
 from accounting.factors import FactorLibrary, load_library
 from accounting.periods import deadline, is_late, period_problem
-from accounting.review import Actor, ReviewError, next_status
+from accounting.review import NONE, Actor, ReviewError, next_status
 from api.store import audit
 from api.store import submissions as repository
 from api.store.schema import Enterprise, PeriodReview, ReviewEvent, Submission, SubmissionPeriod
@@ -178,20 +180,30 @@ def _refusals(session: Session, lines: pd.DataFrame, *, settings: Settings, acto
 
 def _open_periods(session: Session, keys: list[tuple[str, str]], *,
                   actor: Actor) -> dict[tuple[str, str], PeriodReview]:
-    """The review rows of the periods, locked for this transaction; PeriodClosedError if any refuses a submission."""
+    """The review rows of the periods, locked for this transaction; PeriodClosedError if any refuses a submission.
+
+    A period reported for the first time gets a placeholder row (status ``none``) inserted with "do nothing
+    if it exists" before the lock, so two first submissions for one period at once queue on the same row
+    instead of both inserting it; the placeholder becomes ``submitted`` or rolls back with the transaction.
+    """
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    placeholders = [{"enterprise_id": e, "period": p, "status": NONE, "version": 0, "is_substituted": False,
+                     "held": False, "held_reasons": [], "updated_at": datetime.now(UTC), "updated_by": actor.actor_id}
+                    for e, p in keys]
+    session.execute(insert(PeriodReview).values(placeholders).on_conflict_do_nothing())
     rows = {(r.enterprise_id, r.period): r for r in session.scalars(
         select(PeriodReview).where(PeriodReview.enterprise_id.in_({k[0] for k in keys}))
         .where(PeriodReview.period.in_({k[1] for k in keys})).with_for_update()).all()}
     closed = []
     for enterprise_id, period in keys:
-        current = rows.get((enterprise_id, period))
+        current = rows[(enterprise_id, period)]
         try:
-            next_status("submit", current=current.status if current else None, actor=actor, enterprise_id=enterprise_id)
+            next_status("submit", current=current.status, actor=actor, enterprise_id=enterprise_id)
         except ReviewError as err:
             if err.code != "transition_not_allowed":
                 raise
-            closed.append({"enterprise_id": enterprise_id, "period": period,
-                           "status": current.status if current else ""})
+            closed.append({"enterprise_id": enterprise_id, "period": period, "status": current.status})
     if closed:
         raise PeriodClosedError(closed)
     return rows
@@ -221,13 +233,9 @@ def _record(session: Session, submission: Submission, lines: pd.DataFrame, *, ac
             superseded.append(row.submission_id)
         session.add(SubmissionPeriod(submission_id=submission.submission_id, enterprise_id=enterprise_id,
                                      period=period, line_count=int(line_count)))
-        review = reviews.get((enterprise_id, period))
-        before = review_state(review)
-        if review is None:
-            review = PeriodReview(enterprise_id=enterprise_id, period=period, version=0, is_substituted=False,
-                                  held=False, held_reasons=[])
-            session.add(review)
-        from_status = before["status"] if before else "none"
+        review = reviews[(enterprise_id, period)]
+        before = review_state(review) if review.status != NONE else None
+        from_status = review.status
         review.status, review.version = "submitted", review.version + 1
         review.submission_id, review.calculation_id = submission.submission_id, None
         review.is_substituted = False  # reported data replaces a substituted value
@@ -255,7 +263,8 @@ def submit(session: Session, *, settings: Settings, actor: Actor, filename: str 
         session.rollback()
         return SubmissionOutcome(receipt=receipt_of(earlier), created=False)
 
-    lines = parse_activity(source, rules=fuel_rules(library or load_library(), settings.factor_edition))
+    lines = parse_activity(source, rules=fuel_rules(library or load_library(), settings.factor_edition),
+                           max_rows=settings.max_rows_per_file)
     foreign = sorted({e for e in lines["enterprise_id"] if not actor.speaks_for(e)})
     if foreign:
         raise ForeignEnterpriseError(actor, foreign)

@@ -118,6 +118,7 @@ def live_zone(published_zone: Settings, tmp_path_factory: pytest.TempPathFactory
     env.update({
         "CARBON_DATA_DIR": str(root), "CARBON_SAMPLE_DIR": str(SAMPLE_DIR), "CARBON_DATABASE_URL": settings.database,
         "DAGSTER_HOME": str(dagster_home(root / "dagster")),
+        "CARBON_RATE_LIMIT_PER_MINUTE": "0",  # these tests read as fast as they can, on purpose
     })
     return LiveZone(root=root, env=env)
 
