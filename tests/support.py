@@ -61,3 +61,18 @@ def load_zone(settings: Settings, *, months: Iterable[str] | None = None) -> Non
             if wanted is None or path.stem in wanted:
                 accept_submission(session, settings=settings, actor=LOADER, filename=path.name,
                                   content=path.read_bytes())
+
+
+def sample_rows(month: str) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and rows of one sample month file."""
+    reader = csv.DictReader(io.StringIO((SAMPLE / "activity" / f"{month}.csv").read_text(encoding="utf-8-sig")))
+    return list(reader.fieldnames or []), list(reader)
+
+
+def to_csv(header: list[str], rows: list[dict[str, str]]) -> bytes:
+    """Rows back into a template CSV."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=header, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8")

@@ -7,7 +7,6 @@ test (SQLite, and the same tests again on PostgreSQL), which the tests inspect b
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -36,7 +35,7 @@ from api.store.schema import AuditEntry, PeriodReview, ReviewEvent, Submission, 
 from pipelines.settings import Settings
 from pipelines.warehouse import calculate_sources
 from tests.conftest import SAMPLE_DIR, zone_settings
-from tests.support import load_zone
+from tests.support import load_zone, sample_rows, to_csv
 
 CHP_PLANT = "914101022286058318"  # coal-fired CHP: fuels with measured parameters, exports, key emitter
 CEMENT_PLANT = "91410100437387498P"  # clinker lines: process emissions
@@ -46,20 +45,6 @@ PROBLEM = "application/problem+json"
 
 def relative_close(a: float, b: float, *, tolerance: float = 1e-6) -> bool:
     return math.isclose(a, b, rel_tol=tolerance, abs_tol=1e-9)
-
-
-def sample_rows(month: str) -> tuple[list[str], list[dict[str, str]]]:
-    text = (SAMPLE_DIR / "activity" / f"{month}.csv").read_text(encoding="utf-8-sig")
-    reader = csv.DictReader(io.StringIO(text))
-    return list(reader.fieldnames or []), list(reader)
-
-
-def to_csv(header: list[str], rows: list[dict[str, str]]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=header, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue().encode()
 
 
 def assert_problem(response: Any, *, status: int, code: str) -> dict[str, Any]:

@@ -6,8 +6,6 @@ Planted errors are the two a person makes most: a quantity typed in kilograms in
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import shutil
 import tomllib
@@ -29,8 +27,8 @@ from pipelines.assets.quality import QualityResource, factor_edition_is_plausibl
 from pipelines.resources import AccountingResource, WarehouseResource
 from pipelines.runner import materialize_all
 from pipelines.settings import Settings
-from tests.conftest import SAMPLE_DIR, zone_settings
-from tests.support import LOADER, load_zone
+from tests.conftest import zone_settings
+from tests.support import LOADER, load_zone, sample_rows, to_csv
 
 pytestmark = pytest.mark.integration
 
@@ -44,17 +42,7 @@ def published(settings: Settings, sql: str) -> list[tuple]:
         return conn.execute(sql).fetchall()
 
 
-def month_rows(month: str) -> tuple[list[str], list[dict[str, str]]]:
-    reader = csv.DictReader(io.StringIO((SAMPLE_DIR / "activity" / f"{month}.csv").read_text(encoding="utf-8")))
-    return list(reader.fieldnames or []), list(reader)
 
-
-def to_csv(header: list[str], rows: list[dict[str, str]]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=header, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue().encode("utf-8")
 
 
 def submit(settings: Settings, filename: str, content: bytes) -> None:
@@ -70,7 +58,7 @@ def run(settings: Settings) -> None:
 
 def planted_march() -> tuple[bytes, int, int]:
     """2024-03 with the cement plant's L1 coal x1000 and the CHP plant's B1 NCV in kJ/kg; their file rows."""
-    header, rows = month_rows("2024-03")
+    header, rows = sample_rows("2024-03")
     coal_row = ncv_row = 0
     for number, row in enumerate(rows, start=2):
         if (row["enterprise_id"], row["item"], row["facility"]) == (CEMENT_PLANT, "bituminous_coal", "L1"):
@@ -160,7 +148,7 @@ def test_holds_keep_only_their_enterprise_months_back_and_the_others_are_calcula
 
 def test_a_corrected_submission_releases_the_hold_at_the_next_run(planted) -> None:
     settings, _, _ = planted
-    header, rows = month_rows("2024-03")
+    header, rows = sample_rows("2024-03")
     submit(settings, "2024-03-chp-corrected.csv", to_csv(header, [r for r in rows if r["enterprise_id"] == CHP_PLANT]))
     run(settings)
     with session_factory(settings)() as session:
