@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
+import tomllib
 from collections.abc import Iterable
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +79,25 @@ def to_csv(header: list[str], rows: list[dict[str, str]]) -> bytes:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue().encode("utf-8")
+
+
+def library_with_edition(root: Path, *, old: bytes, new: bytes, name: str = "2027.1",
+                         description: str = "test edition") -> FactorLibrary:
+    """A copy of the packaged factor library at ``root`` with a new edition ``name``: the first edition with
+    ``old`` replaced by ``new`` (exactly once) in its Table C.1 file, hashes and catalog entry included."""
+    shutil.copytree(Path(load_library().root), root)
+    catalog_text = (root / "catalog.toml").read_text(encoding="utf-8")
+    first = tomllib.loads(catalog_text)["editions"][0]
+    folder = root / "editions" / name
+    folder.mkdir()
+    entries = []
+    for listed in first["files"]:
+        content = (root / "editions" / first["edition"] / listed["file"]).read_bytes()
+        if listed["file"].endswith("c1_fuels.csv"):
+            assert content.count(old) == 1, f"{old!r} must stand once in {listed['file']}"
+            content = content.replace(old, new)
+        (folder / listed["file"]).write_bytes(content)
+        entries.append(f'[[editions.files]]\nfile = "{listed["file"]}"\nsha256 = "{sha256(content).hexdigest()}"\n')
+    block = f'\n[[editions]]\nedition = "{name}"\nreleased = "2027-01-01"\ndescription = "{description}"\n'
+    (root / "catalog.toml").write_text(catalog_text + block + "\n".join(entries), encoding="utf-8")
+    return load_library(root)

@@ -4,9 +4,6 @@ The expected values below are written out as arithmetic on the printed table val
 check them with a calculator: nothing is computed by the code under test.
 """
 
-import shutil
-import tomllib
-from hashlib import sha256
 from pathlib import Path
 
 import pytest
@@ -14,8 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from accounting.errors import InvalidFileError
-from accounting.factors import load_library
-from tests.support import calculate, line_tco2e, only_line
+from tests.support import calculate, library_with_edition, line_tco2e, only_line
 
 C_TO_CO2 = 44 / 12
 COAL = {"activity": "fuel_combustion", "item": "bituminous_coal", "quantity": "1000", "unit": "t"}
@@ -213,23 +209,9 @@ def test_emissions_are_linear_in_quantity(quantity: object, factor: int) -> None
 
 
 def test_a_pinned_edition_reproduces_old_results_after_a_new_edition(tmp_path: Path) -> None:
-    root = tmp_path / "factors"
-    shutil.copytree(Path(load_library().root), root)
-    old = calculate([COAL], library=load_library(root))
-    new_dir = root / "editions" / "2027.1"
-    new_dir.mkdir()
-    catalog_text = (root / "catalog.toml").read_text(encoding="utf-8")
-    first = tomllib.loads(catalog_text)["editions"][0]
-    entries = []
-    for listed in first["files"]:
-        content = (root / "editions" / first["edition"] / listed["file"]).read_bytes()
-        if listed["file"].endswith("c1_fuels.csv"):
-            content = content.replace(b",19.570,", b",19.600,")
-        (new_dir / listed["file"]).write_bytes(content)
-        entries.append(f'[[editions.files]]\nfile = "{listed["file"]}"\nsha256 = "{sha256(content).hexdigest()}"\n')
-    block = '\n[[editions]]\nedition = "2027.1"\nreleased = "2027-01-01"\ndescription = "test correction"\n'
-    (root / "catalog.toml").write_text(catalog_text + block + "\n".join(entries), encoding="utf-8")
-    library = load_library(root)
+    old = calculate([COAL])
+    library = library_with_edition(tmp_path / "factors", old=b",19.570,", new=b",19.600,",
+                                   description="test correction")
     assert library.latest() == "2027.1"
     pinned = calculate([COAL], library=library, edition="2026.1")
     latest = calculate([COAL], library=library)

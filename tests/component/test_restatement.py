@@ -12,10 +12,7 @@ exactly the moved periods; a real run under the new edition and a re-lock make v
 from __future__ import annotations
 
 import json
-import shutil
-import tomllib
 from collections.abc import Iterator
-from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +21,7 @@ import pytest
 from sqlalchemy import select
 
 from accounting.audit import content_hash
-from accounting.factors import FactorLibrary, load_library
+from accounting.factors import FactorLibrary
 from accounting.review import Actor, ReviewError
 from api.services.restatement import apply_restatement, restatement_report
 from api.services.review import act
@@ -36,6 +33,7 @@ from pipelines.runner import materialize_all
 from pipelines.settings import Settings, get_settings
 from tests.conftest import dagster_home
 from tests.review_support import CHP_PLANT, OFFICER, VERIFIER, Zone, enterprise, review_zone, sample_rows, to_csv
+from tests.support import library_with_edition
 
 YEAR_2024 = tuple(f"2024-{m:02d}" for m in range(1, 13))
 LPG_USERS = ("91410100MABJBD86XX", "91410100MAQ1L8U101")
@@ -47,22 +45,8 @@ EXPECTED = {(e, m) for e in LPG_USERS for m in YEAR_2024} | {(e, "2024") for e i
 
 def lpg_edition(root: Path) -> FactorLibrary:
     """A copy of the factor library with a new edition that changes only the LPG NCV."""
-    shutil.copytree(Path(load_library().root), root)
-    catalog_text = (root / "catalog.toml").read_text(encoding="utf-8")
-    first = tomllib.loads(catalog_text)["editions"][0]
-    new_dir = root / "editions" / NEW_EDITION
-    new_dir.mkdir()
-    entries = []
-    for listed in first["files"]:
-        content = (root / "editions" / first["edition"] / listed["file"]).read_bytes()
-        if listed["file"].endswith("c1_fuels.csv"):
-            assert content.count(b",50.179,") == 1
-            content = content.replace(b",50.179,", b",51.000,")
-        (new_dir / listed["file"]).write_bytes(content)
-        entries.append(f'[[editions.files]]\nfile = "{listed["file"]}"\nsha256 = "{sha256(content).hexdigest()}"\n')
-    block = f'\n[[editions]]\nedition = "{NEW_EDITION}"\nreleased = "2027-01-01"\ndescription = "LPG NCV erratum"\n'
-    (root / "catalog.toml").write_text(catalog_text + block + "\n".join(entries), encoding="utf-8")
-    return load_library(root)
+    return library_with_edition(root, old=b",50.179,", new=b",51.000,", name=NEW_EDITION,
+                                description="LPG NCV erratum")
 
 
 def lpg_lines(enterprise_id: str, month: str) -> list[tuple[int, float]]:

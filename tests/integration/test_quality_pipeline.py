@@ -7,9 +7,6 @@ Planted errors are the two a person makes most: a quantity typed in kilograms in
 from __future__ import annotations
 
 import json
-import shutil
-import tomllib
-from hashlib import sha256
 from pathlib import Path
 
 import dagster as dg
@@ -17,7 +14,6 @@ import duckdb
 import pytest
 from sqlalchemy import select
 
-from accounting.factors import load_library
 from api.services.quality import data_docs_dir
 from api.services.submissions import accept_submission
 from api.store.db import session_factory
@@ -28,7 +24,7 @@ from pipelines.resources import AccountingResource, WarehouseResource
 from pipelines.runner import materialize_all
 from pipelines.settings import Settings
 from tests.conftest import zone_settings
-from tests.support import LOADER, load_zone, sample_rows, to_csv
+from tests.support import LOADER, library_with_edition, load_zone, sample_rows, to_csv
 
 pytestmark = pytest.mark.integration
 
@@ -162,28 +158,9 @@ def test_a_corrected_submission_releases_the_hold_at_the_next_run(planted) -> No
 # --- factor editions --------------------------------------------------------------------------------
 
 
-def edition_with(root: Path, *, old: bytes, new: bytes, name: str = "2027.1") -> None:
-    """Add an edition ``name`` to the library at ``root``: a copy of the first with ``old`` replaced by ``new``."""
-    catalog_text = (root / "catalog.toml").read_text(encoding="utf-8")
-    first = tomllib.loads(catalog_text)["editions"][0]
-    folder = root / "editions" / name
-    folder.mkdir()
-    entries = []
-    for listed in first["files"]:
-        content = (root / "editions" / first["edition"] / listed["file"]).read_bytes()
-        if listed["file"].endswith("c1_fuels.csv"):
-            assert old in content
-            content = content.replace(old, new)
-        (folder / listed["file"]).write_bytes(content)
-        entries.append(f'[[editions.files]]\nfile = "{listed["file"]}"\nsha256 = "{sha256(content).hexdigest()}"\n')
-    block = f'\n[[editions]]\nedition = "{name}"\nreleased = "2027-01-01"\ndescription = "test edition"\n'
-    (root / "catalog.toml").write_text(catalog_text + block + "\n".join(entries), encoding="utf-8")
-
-
 def test_a_new_edition_with_a_factor_1000_times_too_large_fails_the_blocking_check(tmp_path: Path) -> None:
     root = tmp_path / "factors"
-    shutil.copytree(Path(load_library().root), root)
-    edition_with(root, old=b",19.570,GJ/t,", new=b",19570,GJ/t,")
+    library_with_edition(root, old=b",19.570,GJ/t,", new=b",19570,GJ/t,")
     settings = zone_settings(tmp_path)
     result = dg.materialize(
         [core_factors__factors, factor_edition_is_plausible],
