@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
@@ -17,7 +16,6 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from accounting.factors import load_library
 from api.main import create_app
 from api.services.quality import data_docs_dir
 from api.services.review import record_findings
@@ -25,8 +23,7 @@ from api.store.db import session_factory
 from pipelines.cli import main
 from pipelines.settings import Settings
 from tests.conftest import SAMPLE_DIR, database_backends, postgres_database, zone_settings
-from tests.integration.test_quality_pipeline import edition_with
-from tests.support import load_zone
+from tests.support import library_with_edition, load_zone
 
 CHP_PLANT = "914101022286058318"
 CEMENT_PLANT = "91410100437387498P"
@@ -186,8 +183,7 @@ def test_the_factor_check_of_the_packaged_edition_passes_with_its_known_differen
 def test_carbon_factors_check_names_a_factor_1000_times_too_large(tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "factors"
-    shutil.copytree(Path(load_library().root), root)
-    edition_with(root, old=b",0.0202,tC/GJ,", new=b",20.2,tC/GJ,")  # diesel CC in tC/TJ numbers
+    library_with_edition(root, old=b",0.0202,tC/GJ,", new=b",20.2,tC/GJ,")  # diesel CC in tC/TJ numbers
     status = main(["factors", "check", "--library", str(root)])
     report = json.loads(capsys.readouterr().out)
     assert status == 1 and not report["passed"] and report["previous_edition"] == "2026.1"
