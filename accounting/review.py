@@ -24,7 +24,11 @@ from dataclasses import dataclass, field
 from accounting.errors import AccountingError
 
 STATUSES = ("submitted", "calculated", "in_review", "verified", "locked", "rejected", "reopened")
-ROLES = ("enterprise", "verifier", "officer", "engineer", "system")
+ROLES = ("enterprise", "verifier", "officer", "trader", "engineer", "admin", "system")
+#: The roles a user or an API key can hold; ``system`` is the pipeline's own and never a login.
+USER_ROLES = tuple(r for r in ROLES if r != "system")
+#: The roles that see every enterprise of the zone.
+ZONE_STAFF = frozenset({"verifier", "officer", "engineer", "system"})
 #: A period with no state yet (no submission, no substitution).
 NONE = "none"
 
@@ -41,11 +45,12 @@ class ReviewError(AccountingError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Actor:
-    """Who acts: an id, a role, and for the enterprise role the enterprises it speaks for."""
+    """Who acts: an id, a role, the enterprises it speaks for (enterprise role) and its trading accounts."""
 
     actor_id: str
     role: str
     enterprise_ids: frozenset[str] = field(default_factory=frozenset)
+    account_ids: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -54,8 +59,14 @@ class Actor:
             raise ReviewError("an actor id is required", code="unknown_actor")
 
     def speaks_for(self, enterprise_id: str) -> bool:
-        """True when this actor may see and act on ``enterprise_id``'s own data."""
-        return self.role != "enterprise" or enterprise_id in self.enterprise_ids
+        """True when this actor may see and act on ``enterprise_id``'s own data.
+
+        Enterprise users speak for their own enterprises, the zone's staff and the pipeline for all;
+        traders and administrators for none (they see no enterprise's production data).
+        """
+        if self.role == "enterprise":
+            return enterprise_id in self.enterprise_ids
+        return self.role in ZONE_STAFF
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,4 +1,4 @@
-"""Request dependencies: settings, a snapshot cursor, a database session, the factor library, uploads.
+"""Request dependencies: settings, a snapshot cursor, a database session, the factor library, uploads, the user.
 
 Every dependency is declared as an ``Annotated`` alias so routers stay declarative. Per-process
 state (the snapshot reader, the session factory, the verified factor library) lives on
@@ -21,8 +21,8 @@ from starlette.datastructures import FormData, UploadFile
 
 from accounting.calculation import CalculationOptions
 from accounting.factors import FactorLibrary
-from accounting.review import Actor, ReviewError
-from api.errors import AuthenticationRequiredError, InvalidOptionsError, PayloadTooLargeError, UnsupportedMediaTypeError
+from api.access import ActorDep as ActorDep  # the signed-in user (api.access enforces the access table)
+from api.errors import InvalidOptionsError, PayloadTooLargeError, UnsupportedMediaTypeError
 from api.schemas import ActivityLinesRequest
 from api.services.submissions import clean_filename
 from api.store.serving import SnapshotReader
@@ -162,27 +162,3 @@ UploadDep = Annotated[Upload, Depends(read_upload)]
 
 IdempotencyKeyDep = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255,
                                                  description="any client-chosen key, e.g. a UUIDv4")]
-
-
-def get_actor(
-    request: Request,
-    actor_id: Annotated[str | None, Header(alias="X-Actor-Id", max_length=255, description="who acts")] = None,
-    role: Annotated[str | None, Header(alias="X-Role", description="enterprise, verifier, officer or engineer")] = None,
-    enterprise_ids: Annotated[str | None, Header(alias="X-Enterprise-Ids", max_length=4096,
-                                                 description="for the enterprise role: comma-separated ids")] = None,
-) -> Actor:
-    """The acting user, from request headers until authentication replaces this one function.
-
-    Deny by default: a request without an actor and a role is refused with 401.
-    """
-    if not actor_id or not role:
-        raise AuthenticationRequiredError("send X-Actor-Id and X-Role (enterprise, verifier, officer or engineer)")
-    if role == "system":
-        raise ReviewError("the system role is not available to requests", code="role_not_allowed")
-    ids = frozenset(i.strip() for i in (enterprise_ids or "").split(",") if i.strip())
-    actor = Actor(actor_id=actor_id, role=role, enterprise_ids=ids)
-    request.state.actor_role = actor.role  # for the request log (api.request_log): the role only, never the id
-    return actor
-
-
-ActorDep = Annotated[Actor, Depends(get_actor)]

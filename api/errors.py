@@ -31,6 +31,7 @@ from api.services.submissions import (
     PeriodClosedError,
     SubmissionNotFoundError,
 )
+from api.services.users import InvalidCredentialsError, LoginThrottledError, UserError
 from api.store.db import DatabaseUnavailableError
 from api.store.serving import SnapshotUnavailableError
 
@@ -46,9 +47,31 @@ class NotFoundError(LookupError):
 
 
 class AuthenticationRequiredError(Exception):
-    """The request does not say who acts."""
+    """The request carries no credentials, or ones that are unknown, expired or revoked."""
 
     code = "authentication_required"
+
+
+class AccessDeniedError(Exception):
+    """The access table (``api.access``) gives the user's role no rule for this route."""
+
+    code = "role_not_allowed"
+
+
+class CsrfError(Exception):
+    """A change made with a session cookie without the session's CSRF token."""
+
+    code = "csrf_failed"
+
+
+class RateLimitedError(Exception):
+    """The client (a signed-in user, or an address) has used its request allowance."""
+
+    code = "rate_limited"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"retry in {retry_after} s")
+        self.retry_after = retry_after
 
 
 class PayloadTooLargeError(Exception):
@@ -193,8 +216,34 @@ def _review(_: Request, exc: ReviewError) -> JSONResponse:
 
 
 def _unauthenticated(_: Request, exc: AuthenticationRequiredError) -> JSONResponse:
-    return problem(status_code=status.HTTP_401_UNAUTHORIZED, code=exc.code, title="Who is acting?", detail=str(exc),
-                   headers={"WWW-Authenticate": "X-Actor-Id"})
+    return problem(status_code=status.HTTP_401_UNAUTHORIZED, code=exc.code, title="Sign in", detail=str(exc),
+                   headers={"WWW-Authenticate": "Bearer"})
+
+
+def _invalid_credentials(_: Request, exc: InvalidCredentialsError) -> JSONResponse:
+    return problem(status_code=status.HTTP_401_UNAUTHORIZED, code="invalid_credentials", title="Sign-in refused",
+                   detail=str(exc), headers={"WWW-Authenticate": "Bearer"})
+
+
+def _login_throttled(_: Request, exc: LoginThrottledError) -> JSONResponse:
+    return problem(status_code=status.HTTP_429_TOO_MANY_REQUESTS, code="login_throttled", title="Too many sign-ins",
+                   detail=str(exc), headers={"Retry-After": str(exc.retry_after)}, retry_after_s=exc.retry_after)
+
+
+def _rate_limited(_: Request, exc: RateLimitedError) -> JSONResponse:
+    return rate_limited(exc.retry_after)
+
+
+def _access_denied(_: Request, exc: AccessDeniedError) -> JSONResponse:
+    return problem(status_code=status.HTTP_403_FORBIDDEN, code=exc.code, title="Not allowed", detail=str(exc))
+
+
+def _csrf(_: Request, exc: CsrfError) -> JSONResponse:
+    return problem(status_code=status.HTTP_403_FORBIDDEN, code=exc.code, title="CSRF check failed", detail=str(exc))
+
+
+def _user(_: Request, exc: UserError) -> JSONResponse:
+    return problem(status_code=exc.status, code=exc.code, title="User or key change refused", detail=str(exc))
 
 
 def _stale(_: Request, exc: StaleStateError) -> JSONResponse:
@@ -250,6 +299,12 @@ HANDLERS: dict[type[Exception], _Handler] = {
     AccountingError: _accounting,
     StaleStateError: _stale,
     AuthenticationRequiredError: _unauthenticated,
+    InvalidCredentialsError: _invalid_credentials,
+    LoginThrottledError: _login_throttled,
+    RateLimitedError: _rate_limited,
+    AccessDeniedError: _access_denied,
+    CsrfError: _csrf,
+    UserError: _user,
     ForeignEnterpriseError: _foreign_enterprise,
     PeriodClosedError: _period_closed,
     InvalidOptionsError: _invalid_options,

@@ -13,17 +13,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from accounting.factors import load_library
+from api.access import authorize
 from api.body_limits import RequestLimits
 from api.errors import install_error_handlers
 from api.openapi import problem_openapi
-from api.rate_limit import EXEMPT_PATHS, RateLimitMiddleware
+from api.rate_limit import EXEMPT_PATHS, RateLimitMiddleware, TokenBuckets
 from api.request_log import REQUEST_ID_HEADER, RequestLogMiddleware, configure_logging
 from api.routers import ROUTERS
 from api.schemas import Problem
+from api.security import VerifiedKeys
 from api.store import db
 from api.store.serving import SnapshotReader
 from pipelines.settings import Settings, get_settings
@@ -53,7 +55,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.snapshot_reader.close()
             engine.dispose()
 
-    app = FastAPI(title="Zone carbon accounting API", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="Zone carbon accounting API", version="1", description=DESCRIPTION, lifespan=lifespan,
+                  dependencies=[Depends(authorize)])  # every route: deny by default (api.access)
+    app.state.verified_keys = VerifiedKeys()
     if settings is not None:
         app.dependency_overrides[get_settings] = lambda: settings
     install_error_handlers(app)
@@ -69,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 #: Request headers a browser on an allowed origin may send, and response headers it may read.
 CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "If-Match", REQUEST_ID_HEADER,
-                        "X-Actor-Id", "X-Role", "X-Enterprise-Ids"]
+                        "X-CSRF-Token"]
 CORS_RESPONSE_HEADERS = [REQUEST_ID_HEADER, "Retry-After", "Location", "ETag", "Idempotent-Replayed"]
 
 
@@ -79,9 +83,10 @@ def install_middleware(app: FastAPI, settings: Settings) -> None:
     CORS is installed only for the configured origins (none by default: same-origin only).
     """
     configure_logging()
+    app.state.rate_limits = None
     if settings.rate_limit_per_minute > 0:
-        app.add_middleware(RateLimitMiddleware, per_minute=settings.rate_limit_per_minute,
-                           burst=settings.rate_limit_burst)
+        app.state.rate_limits = TokenBuckets(per_minute=settings.rate_limit_per_minute, burst=settings.rate_limit_burst)
+        app.add_middleware(RateLimitMiddleware, buckets=app.state.rate_limits)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],

@@ -1,9 +1,10 @@
 """A per-client rate limit: a token bucket per client, answered with 429 and ``Retry-After``.
 
-The client is the acting user when the request names one (today the ``X-Actor-Id`` header; once
-authentication replaces it, :func:`client_key` should use the authenticated subject or a hash of the
-presented credential), else the client address. Each bucket holds up to ``burst`` tokens and refills at
-``per_minute / 60`` tokens a second; a request takes one token.
+The client is the signed-in user, once ``api.access`` has authenticated the request
+(:func:`limit_client`); a request without credentials, or whose credentials fail, is limited by its
+address (in the middleware, before routing, or by :func:`limit_client` after the failed check).
+Each bucket holds up to ``burst`` tokens and refills at ``per_minute / 60`` tokens a second; a request
+takes one token.
 
 The state lives in process memory, so each worker limits on its own (with N workers a client gets up to
 N times the rate): this is a guard against one client flooding a process, not an accounting quota.
@@ -19,9 +20,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.errors import rate_limited
+from api.errors import RateLimitedError, rate_limited
 
 #: Paths never limited: probes must answer however busy a client is.
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz"})
@@ -74,25 +76,42 @@ class TokenBuckets:
             self._buckets.popitem(last=False)
 
 
-def client_key(scope: Scope) -> str:
-    """Who the limit applies to: the acting user if named, else the client address."""
-    for name, value in scope.get("headers") or []:
-        if name == b"x-actor-id" and value:
-            return "actor:" + bytes(value).decode("latin-1")
+def address_key(scope: Scope) -> str:
     client = scope.get("client")
     return "address:" + (str(client[0]) if client else "unknown")
 
 
-class RateLimitMiddleware:
-    """Refuses a request with 429 problem+json and ``Retry-After`` when its client's bucket is empty."""
+def carries_credentials(scope: Scope) -> bool:
+    """True when the request presents a credential (``Authorization``, or the session cookie)."""
+    for name, value in scope.get("headers") or []:
+        if name == b"authorization" or (name == b"cookie" and b"carbon_session=" in value):
+            return True
+    return False
 
-    def __init__(self, app: ASGIApp, *, per_minute: int, burst: int, max_clients: int = MAX_CLIENTS) -> None:
+
+def limit_client(request: Request, *, key: str | None) -> None:
+    """Take a token for ``key`` (a signed-in user) or, when None, for the request's address; 429 when empty."""
+    buckets: TokenBuckets | None = getattr(request.app.state, "rate_limits", None)
+    if buckets is None:
+        return
+    retry_after = buckets.take(key or address_key(request.scope))
+    if retry_after is not None:
+        raise RateLimitedError(retry_after)
+
+
+class RateLimitMiddleware:
+    """Limits requests without credentials by address, answering 429 problem+json with ``Retry-After``.
+
+    Requests with credentials are limited per user once authenticated (``limit_client`` in ``api.access``).
+    """
+
+    def __init__(self, app: ASGIApp, *, buckets: TokenBuckets) -> None:
         self.app = app
-        self.buckets = TokenBuckets(per_minute=per_minute, burst=burst, max_clients=max_clients)
+        self.buckets = buckets
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("path") not in EXEMPT_PATHS:
-            retry_after = self.buckets.take(client_key(scope))
+        if scope["type"] == "http" and scope.get("path") not in EXEMPT_PATHS and not carries_credentials(scope):
+            retry_after = self.buckets.take(address_key(scope))
             if retry_after is not None:
                 await rate_limited(retry_after)(scope, receive, send)
                 return

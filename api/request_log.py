@@ -10,8 +10,8 @@ The request id comes from a valid incoming ``X-Request-ID`` (at most 64 characte
 else a new UUID4; it is returned in the ``X-Request-ID`` response header and in every problem+json body
 (``request_id``, read by ``api.errors.problem`` from :data:`current_request_id`).
 
-The acting role is read from ``request.state.actor_role``, which the actor dependency (``api.deps.get_actor``)
-sets once it has accepted the actor; whatever replaces that dependency sets it too.
+The acting role is read from ``request.state.actor_role``, which the actor dependency (``api.access.authorize``)
+sets once it has authenticated the user.
 """
 
 from __future__ import annotations

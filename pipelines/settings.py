@@ -79,6 +79,18 @@ class Settings(BaseSettings):
     #: Per-client token bucket of each API process: the refill rate (0 disables the limit) and the burst.
     rate_limit_per_minute: int = Field(default=600, ge=0)
     rate_limit_burst: int = Field(default=120, ge=1)
+    #: Sign-in: lifetimes of bearer access tokens and browser sessions, API key expiry, guessing throttle.
+    access_token_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    session_hours: int = Field(default=8, ge=1, le=24 * 7)
+    api_key_days: int = Field(default=365, ge=1, le=3 * 365)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_window_minutes: int = Field(default=15, ge=1)
+    password_min_length: int = Field(default=12, ge=8)
+    #: Session cookies are ``Secure`` (sent over HTTPS only; browsers also send them to http://localhost).
+    session_cookie_secure: bool = True
+    #: Argon2id cost of new password and key hashes (RFC 9106's second recommended option by default).
+    password_hash_time_cost: int = Field(default=3, ge=1)
+    password_hash_memory_kib: int = Field(default=64 * 1024, ge=32)
 
     @classmethod
     def settings_customise_sources(

@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from pipelines.settings import Settings
+from tests.auth_support import seed_users
 from tests.support import load_zone
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +71,9 @@ def zone_settings(data_dir: Path, **changes: object) -> Settings:
             "data_dir": data_dir, "sample_dir": SAMPLE_DIR, "inbox_dir": data_dir / "inbox",
             "warehouse_path": data_dir / "warehouse.duckdb", "serving_path": data_dir / "serving.duckdb",
         }
-        return Settings.model_validate({**values, **changes})
+        settings = Settings.model_validate({**values, **changes})
+    seed_users(settings.database)
+    return settings
 
 
 def dagster_home(folder: Path) -> Path:

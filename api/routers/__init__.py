@@ -2,9 +2,21 @@
 
 from fastapi import APIRouter
 
-from api.routers import calculations, emissions, health, quality, registry, restatements, review, submissions, zone
+from api.routers import (
+    auth,
+    calculations,
+    emissions,
+    health,
+    quality,
+    registry,
+    restatements,
+    review,
+    submissions,
+    users,
+    zone,
+)
 
 ROUTERS: tuple[APIRouter, ...] = (
-    health.router, registry.router, emissions.router, zone.router, calculations.router, submissions.router,
-    review.router, quality.router, restatements.router,
+    health.router, auth.router, users.router, registry.router, emissions.router, zone.router, calculations.router,
+    submissions.router, review.router, quality.router, restatements.router,
 )

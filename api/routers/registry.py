@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import LimitQuery, OffsetQuery, SnapshotDep
+from api.deps import ActorDep, LimitQuery, OffsetQuery, SnapshotDep
 from api.errors import NotFoundError
 from api.schemas import Enterprise, EnterprisePage, Problem, enterprise_from_row
 from api.store import serving
@@ -15,6 +15,7 @@ router = APIRouter(prefix="/v1/enterprises", tags=["registry"], responses={503: 
 @router.get("", response_model=EnterprisePage)
 def list_enterprises(
     cursor: SnapshotDep,
+    actor: ActorDep,
     category: str | None = None,
     sector_code: str | None = None,
     key_emitter: Annotated[bool | None, Query(
@@ -22,9 +23,13 @@ def list_enterprises(
     limit: LimitQuery = 100,
     offset: OffsetQuery = 0,
 ) -> EnterprisePage:
-    """Registered enterprises by id, filtered and paginated; ``total`` counts every match."""
+    """Registered enterprises by id, filtered and paginated; ``total`` counts every match.
+
+    An enterprise user sees its own enterprises only.
+    """
+    only = actor.enterprise_ids if actor.role == "enterprise" else None
     rows, total = serving.list_enterprises(cursor, category=category, sector_code=sector_code,
-                                           key_emitter=key_emitter, limit=limit, offset=offset)
+                                           key_emitter=key_emitter, only=only, limit=limit, offset=offset)
     return EnterprisePage(items=[enterprise_from_row(r) for r in rows], total=total, limit=limit, offset=offset)
 
 

@@ -28,6 +28,6 @@ def submit(upload: UploadDep, session: SessionDep, settings: SettingsDep, librar
 
 
 @router.get("/{submission_id}", response_model=Receipt, responses={404: {"model": Problem}})
-def get_submission(submission_id: str, session: SessionDep) -> Receipt:
-    """The receipt of an accepted submission."""
-    return Receipt.model_validate(service.get_receipt(session, submission_id=submission_id))
+def get_submission(submission_id: str, session: SessionDep, actor: ActorDep) -> Receipt:
+    """The receipt of an accepted submission (for an enterprise user: one of its own)."""
+    return Receipt.model_validate(service.get_receipt(session, submission_id=submission_id, actor=actor))

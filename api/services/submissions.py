@@ -139,10 +139,13 @@ def receipt_of(submission: Submission) -> dict[str, Any]:
     }
 
 
-def get_receipt(session: Session, *, submission_id: str) -> dict[str, Any]:
-    """The receipt of a submission; SubmissionNotFoundError if there is none."""
+def get_receipt(session: Session, *, submission_id: str, actor: Actor) -> dict[str, Any]:
+    """The receipt of a submission; SubmissionNotFoundError if there is none or it is not the actor's to see.
+
+    An enterprise user sees the submissions that report only its own enterprises.
+    """
     submission = repository.get(session, submission_id=submission_id)
-    if submission is None:
+    if submission is None or not all(actor.speaks_for(e) for e in submission.enterprise_ids):
         raise SubmissionNotFoundError(submission_id)
     return receipt_of(submission)
 

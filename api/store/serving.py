@@ -174,12 +174,20 @@ where ($enterprise_id is null or r.enterprise_id = $enterprise_id)
 
 def list_enterprises(cursor: duckdb.DuckDBPyConnection, *, category: str | None = None,
                      sector_code: str | None = None, key_emitter: bool | None = None,
-                     limit: int = 100, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-    """Registry entries with their latest-year key-emitter status, one page, and the filtered total."""
+                     only: frozenset[str] | None = None, limit: int = 100, offset: int = 0
+                     ) -> tuple[list[dict[str, Any]], int]:
+    """Registry entries with their latest-year key-emitter status, one page, and the filtered total.
+
+    ``only`` confines the list to those enterprises (an enterprise user's own).
+    """
     params: dict[str, Any] = {"enterprise_id": None, "category": category, "sector_code": sector_code,
                               "key_emitter": key_emitter}
-    total = _records(cursor, f"select count(*) as n from ({_ENTERPRISES_SQL})", params)[0]["n"]
-    rows = _records(cursor, f"{_ENTERPRISES_SQL} order by r.enterprise_id limit $limit offset $offset",
+    listed = _ENTERPRISES_SQL
+    if only is not None:
+        listed = f"{_ENTERPRISES_SQL} and list_contains($only, r.enterprise_id)"
+        params["only"] = sorted(only)
+    total = _records(cursor, f"select count(*) as n from ({listed})", params)[0]["n"]
+    rows = _records(cursor, f"{listed} order by r.enterprise_id limit $limit offset $offset",
                     {**params, "limit": limit, "offset": offset})
     return rows, int(total)
 

@@ -82,7 +82,7 @@ def test_the_hand_written_table_names_only_known_roles_actions_and_statuses() ->
     assert {a for a, _, _ in ALLOWED} == set(ACTIONS)
     assert {r for _, r, _ in ALLOWED} <= set(ROLES) and {s for _, _, s in ALLOWED} <= set(STATES)
     assert set(ALLOWED.values()) <= {*STATUSES, KEEP}
-    assert len(MATRIX) == len(ROLES) * len(ACTIONS) * len(STATES) == 5 * 10 * 8
+    assert len(MATRIX) == len(ROLES) * len(ACTIONS) * len(STATES) == 7 * 10 * 8
 
 
 @pytest.mark.parametrize(("role", "action", "state"), MATRIX)

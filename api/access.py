@@ -1,0 +1,199 @@
+"""Who may call what: one table of (endpoint, role, ownership rule), and the dependency that enforces it.
+
+Every route of the application passes through :func:`authorize` (an application-wide dependency), which:
+
+1. finds the route's entry in :data:`POLICY`; a route without one is refused to everybody (deny by default);
+2. lets a public route through; otherwise authenticates the request (``Authorization: Bearer`` with an
+   access token or an API key, or the browser's session cookie, which must carry ``X-CSRF-Token`` on any
+   request that changes something) and answers 401 when that fails;
+3. answers 403 (``role_not_allowed``) when the table gives the user's role no rule for the route;
+4. applies the rule: ``any`` lets it through; ``own_enterprise`` answers 404 (``not_found``, the same as
+   for an enterprise that does not exist, so existence does not leak) unless the path's ``{enterprise_id}``
+   is one of the user's; ``own_account`` does the same for ``{account_id}`` and trading accounts;
+   ``scoped`` lets it through and the service confines what it reads or changes to the user's own
+   (another's resource answers 404 there).
+
+Services keep their finer rules (the review state machine, who may read evidence): this table is the
+first gate, not the only one. ``tests/component/test_access.py`` walks every route of the OpenAPI
+document with every role and checks the outcome against this table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.routing import BaseRoute
+
+from accounting.review import USER_ROLES, Actor
+from api.errors import AccessDeniedError, AuthenticationRequiredError, CsrfError, NotFoundError
+from api.rate_limit import limit_client
+from api.services.users import Authenticated, Credentials, authenticate, csrf_matches
+from pipelines.settings import Settings, get_settings
+
+SESSION_COOKIE = "carbon_session"
+CSRF_COOKIE = "carbon_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class Rule(StrEnum):
+    """How a role's access to a route depends on what the request names."""
+
+    ANY = "any"
+    OWN_ENTERPRISE = "own_enterprise"
+    OWN_ACCOUNT = "own_account"
+    SCOPED = "scoped"
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """The entry of one route: public, or the rule of each role allowed (absent roles get 403)."""
+
+    public: bool = False
+    roles: Mapping[str, Rule] = field(default_factory=dict)
+
+
+PUBLIC = Access(public=True)
+ALL_USERS = " ".join(USER_ROLES)
+ZONE_READERS = "verifier officer engineer"
+
+
+def allow(*, any: str = "", own_enterprise: str = "", own_account: str = "", scoped: str = "") -> Access:  # noqa: A002
+    """An entry from space-separated role lists, one per rule."""
+    roles: dict[str, Rule] = {}
+    for rule, names in ((Rule.ANY, any), (Rule.OWN_ENTERPRISE, own_enterprise), (Rule.OWN_ACCOUNT, own_account),
+                        (Rule.SCOPED, scoped)):
+        for role in names.split():
+            if role not in USER_ROLES or role in roles:
+                raise ValueError(f"role '{role}' unknown or given two rules")
+            roles[role] = rule
+    return Access(roles=roles)
+
+
+#: The whole table: (method, path template) → who may call it and how ownership is checked.
+POLICY: dict[tuple[str, str], Access] = {
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/readyz"): PUBLIC,
+    # signing in, and the signed-in user's own keys
+    ("POST", "/v1/auth/token"): PUBLIC,
+    ("POST", "/v1/auth/session"): PUBLIC,
+    ("POST", "/v1/auth/logout"): allow(any=ALL_USERS),
+    ("GET", "/v1/auth/me"): allow(any=ALL_USERS),
+    ("GET", "/v1/auth/keys"): allow(any=ALL_USERS),
+    ("POST", "/v1/auth/keys"): allow(any=ALL_USERS),
+    ("DELETE", "/v1/auth/keys/{key_id}"): allow(scoped=ALL_USERS),
+    # user administration
+    ("GET", "/v1/users"): allow(any="admin"),
+    ("POST", "/v1/users"): allow(any="admin"),
+    ("GET", "/v1/users/{user_id}"): allow(any="admin"),
+    ("PATCH", "/v1/users/{user_id}"): allow(any="admin"),
+    ("GET", "/v1/users/{user_id}/keys"): allow(any="admin"),
+    ("POST", "/v1/users/{user_id}/keys"): allow(any="admin"),
+    ("DELETE", "/v1/users/{user_id}/keys/{key_id}"): allow(any="admin"),
+    # the registry and published results
+    ("GET", "/v1/enterprises"): allow(any=f"{ZONE_READERS} trader", scoped="enterprise"),
+    ("GET", "/v1/enterprises/{enterprise_id}"): allow(any=f"{ZONE_READERS} trader", own_enterprise="enterprise"),
+    ("GET", "/v1/enterprises/{enterprise_id}/emissions/monthly"): allow(any=ZONE_READERS, own_enterprise="enterprise"),
+    ("GET", "/v1/enterprises/{enterprise_id}/emissions/yearly"): allow(any=ZONE_READERS, own_enterprise="enterprise"),
+    ("GET", "/v1/enterprises/{enterprise_id}/lineage/{period}"): allow(any=ZONE_READERS, own_enterprise="enterprise"),
+    ("GET", "/v1/zone/indicators"): allow(any=ZONE_READERS),
+    ("POST", "/v1/calculations"): allow(any=f"{ZONE_READERS} enterprise"),
+    # submissions and review
+    ("POST", "/v1/submissions"): allow(any="officer engineer", scoped="enterprise"),
+    ("GET", "/v1/submissions/{submission_id}"): allow(any=ZONE_READERS, scoped="enterprise"),
+    ("GET", "/v1/review/queue"): allow(any=ZONE_READERS, scoped="enterprise"),
+    ("GET", "/v1/review/periods/{enterprise_id}/{period}"): allow(any=ZONE_READERS, own_enterprise="enterprise"),
+    ("POST", "/v1/review/periods/{enterprise_id}/{period}/actions"): allow(any="verifier officer"),
+    ("GET", "/v1/review/periods/{enterprise_id}/{period}/evidence"): allow(any=ZONE_READERS,
+                                                                         own_enterprise="enterprise"),
+    ("POST", "/v1/review/evidence"): allow(any=ZONE_READERS, scoped="enterprise"),
+    ("GET", "/v1/review/evidence/{sha256}"): allow(any="verifier officer", scoped="enterprise"),
+    ("GET", "/v1/review/audit"): allow(any="officer engineer admin"),
+    ("GET", "/v1/review/audit/verify"): allow(any="officer engineer admin"),
+    # data quality and restatements
+    ("GET", "/v1/quality/completeness"): allow(any=ZONE_READERS, scoped="enterprise"),
+    ("GET", "/v1/quality/findings"): allow(any=ZONE_READERS, scoped="enterprise"),
+    ("GET", "/v1/quality/factor-check"): allow(any=ZONE_READERS),
+    ("GET", "/v1/quality/data-docs/"): allow(any=ZONE_READERS),
+    ("GET", "/v1/quality/data-docs/{path:path}"): allow(any=ZONE_READERS),
+    ("POST", "/v1/restatements/substitutions"): allow(any="officer"),
+    ("GET", "/v1/restatements/substitutions"): allow(any=ZONE_READERS, scoped="enterprise"),
+    ("GET", "/v1/restatements/diff"): allow(any="verifier officer"),
+}
+
+
+def access_of(method: str, path: str) -> Access | None:
+    return POLICY.get((method, path))
+
+
+def presented_credentials(request: Request) -> Credentials | None:
+    """The bearer token or API key of the ``Authorization`` header, else the session cookie."""
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        return Credentials(token=token.strip()) if scheme.lower() == "bearer" else Credentials(token="")
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        return Credentials(token=cookie, via_cookie=True, csrf_token=request.headers.get(CSRF_HEADER))
+    return None
+
+
+def _sign_in(request: Request, settings: Settings, credentials: Credentials) -> Authenticated:
+    with request.app.state.sessions() as session:
+        found = authenticate(session, settings, credentials, verified_keys=request.app.state.verified_keys)
+    if found is None:
+        limit_client(request, key=None)  # a failed attempt counts against the address
+        raise AuthenticationRequiredError("the token, key or session is unknown, expired or revoked; sign in again")
+    limit_client(request, key="user:" + found.actor.actor_id)
+    if credentials.via_cookie and request.method not in SAFE_METHODS and not csrf_matches(found,
+                                                                                         credentials.csrf_token):
+        raise CsrfError(f"a change made with a session cookie needs the {CSRF_HEADER} header of that session")
+    return found
+
+
+def authorize(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> Actor | None:
+    """Enforce :data:`POLICY` for this request; the signed-in user (None on a public route)."""
+    route: BaseRoute | None = request.scope.get("route")
+    path = getattr(route, "path", None)
+    access = access_of(request.method, path) if isinstance(path, str) else None
+    if access is None:
+        raise AccessDeniedError(f"{request.method} {path} is in no access rule: refused to everybody")
+    if access.public:
+        return None
+    credentials = presented_credentials(request)
+    if credentials is None:
+        raise AuthenticationRequiredError("sign in: send 'Authorization: Bearer <access token or API key>'")
+    found = _sign_in(request, settings, credentials)
+    actor = found.actor
+    request.state.actor_role = actor.role  # for the request log (api.request_log): the role only, never the id
+    request.state.authenticated = found
+    rule = access.roles.get(actor.role)
+    if rule is None:
+        allowed = ", ".join(sorted(access.roles)) or "nobody"
+        raise AccessDeniedError(f"{request.method} {path} is for {allowed}, not {actor.role}")
+    if rule is Rule.OWN_ENTERPRISE and request.path_params.get("enterprise_id") not in actor.enterprise_ids:
+        raise NotFoundError("no such resource")
+    if rule is Rule.OWN_ACCOUNT and request.path_params.get("account_id") not in actor.account_ids:
+        raise NotFoundError("no such resource")
+    return actor
+
+
+def current_actor(actor: Annotated[Actor | None, Depends(authorize)]) -> Actor:
+    """The signed-in user of a route that is not public."""
+    if actor is None:
+        raise AuthenticationRequiredError("sign in: send 'Authorization: Bearer <access token or API key>'")
+    return actor
+
+
+def current_sign_in(request: Request, _: Annotated[Actor, Depends(current_actor)]) -> Authenticated:
+    """How the signed-in user authenticated (for sign-out and the user's own description)."""
+    found: Authenticated = request.state.authenticated
+    return found
+
+
+ActorDep = Annotated[Actor, Depends(current_actor)]
+SignInDep = Annotated[Authenticated, Depends(current_sign_in)]
