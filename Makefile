@@ -1,4 +1,4 @@
-# Quick start: `make run` (set up, load the sample zone, materialize, serve) and `make test`.
+# Quick start: `make run` (set up, load the sample zone, materialize, print demo sign-ins, serve) and `make test`.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -19,6 +19,7 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/carbon load-sample
 	$(BIN)/carbon run
+	$(BIN)/carbon users demo
 	$(BIN)/carbon serve
 
 lint: setup

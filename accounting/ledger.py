@@ -407,6 +407,16 @@ class LedgerState:
             raise LedgerError(f"unknown account '{account_id}'", code="unknown_account")
         return account
 
+    def check_holder(self, *, account_id: str, acting_for: frozenset[str]) -> Account:
+        """The account when its owner is one of ``acting_for`` (the enterprises or traders a user speaks for).
+
+        ``not_own_account`` otherwise: nobody moves, surrenders or pledges someone else's units.
+        """
+        account = self.account(account_id)
+        if account.owner_id is None or account.owner_id not in acting_for:
+            raise LedgerError(f"account '{account_id}' does not belong to the acting party", code="not_own_account")
+        return account
+
     def balance(self, *, account_id: str, instrument: str) -> int:
         """Units of ``instrument`` in the account, encumbered ones included."""
         return self.balances.get((account_id, instrument), 0)

@@ -12,12 +12,13 @@ everywhere. The security schemes (bearer token or API key, session cookie) come 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 from accounting.review import USER_ROLES
 from api.access import CSRF_HEADER, SESSION_COOKIE, Access, Rule, access_of
@@ -85,12 +86,21 @@ def _document_operation(operation: dict[str, Any], access: Access | None) -> Non
             response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_REF}}
 
 
+def api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
+    """Every API route, also inside included routers (which FastAPI keeps as routers of their own)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif (included := getattr(route, "original_router", None)) is not None:
+            yield from api_routes(included.routes)
+
+
 def problem_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     """A replacement for ``app.openapi``: FastAPI's document, rewritten once by ``document_problems``."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            templates = {r.path_format: r.path for r in app.routes if isinstance(r, APIRoute)}
+            templates = {r.path_format: r.path for r in api_routes(app.routes)}
             app.openapi_schema = document_problems(get_openapi(
                 title=app.title, version=app.version, openapi_version=app.openapi_version,
                 description=app.description, routes=app.routes, tags=app.openapi_tags, servers=app.servers),

@@ -24,6 +24,7 @@ import re
 import secrets
 import sys
 import time
+import traceback
 import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -62,7 +63,9 @@ class JsonFormatter(logging.Formatter):
         if isinstance(fields, dict):
             entry.update(fields)
         if record.exc_info and record.exc_info[0] is not None:
-            entry["exc_type"] = record.exc_info[0].__name__  # the type only: messages may hold data
+            entry["exc_type"] = record.exc_info[0].__name__  # the type and where, not the message: it may hold data
+            entry["exc_frames"] = [f"{frame.filename}:{frame.lineno} in {frame.name}"
+                                   for frame in traceback.extract_tb(record.exc_info[2])][-12:]
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
@@ -77,15 +80,23 @@ class StderrHandler(logging.Handler):
             self.handleError(record)
 
 
+#: uvicorn's own loggers: its errors (a 500's traceback) become JSON lines too; its access log is replaced by
+#: ``carbon.request`` (which logs no client address), so it is silenced.
+SERVER_ERROR_LOGGER = "uvicorn.error"
+SERVER_ACCESS_LOGGER = "uvicorn.access"
+
+
 def configure_logging() -> None:
-    """Send the ``carbon`` loggers to stderr as JSON lines, once per process (idempotent, no root logger)."""
-    logger = logging.getLogger(LOGGER_NAME)
-    if not any(isinstance(h, StderrHandler) for h in logger.handlers):
-        handler = StderrHandler()
-        handler.setFormatter(JsonFormatter())
-        logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
+    """Send the ``carbon`` loggers and uvicorn's errors to stderr as JSON lines (idempotent, no root logger)."""
+    for name in (LOGGER_NAME, SERVER_ERROR_LOGGER):
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, StderrHandler) for h in logger.handlers):
+            handler = StderrHandler()
+            handler.setFormatter(JsonFormatter())
+            logger.handlers = [handler]
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    logging.getLogger(SERVER_ACCESS_LOGGER).setLevel(logging.WARNING)
 
 
 class RequestLogMiddleware:

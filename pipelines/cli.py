@@ -1,4 +1,4 @@
-"""The ``carbon`` command line: calculate, ingest, run, serve, registry, factors.
+"""The ``carbon`` command line: calculate, ingest, run, serve, registry, factors, users.
 
 ``carbon calculate`` stores nothing and prints JSON; an invalid file exits with status 2 and prints
 the full error report (row, column, value, expected) as JSON. The other commands drive the pipeline
@@ -288,6 +288,181 @@ def cmd_restate(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_ROLES = ("enterprise", "verifier", "officer", "trader", "engineer", "admin")
+DEMO_ACCOUNT = "TR-DEMO-1"
+SHOWN_ONCE = "This API key is shown once: it is stored only as a hash and cannot be shown again. Keep it now."
+
+
+class _RefusedError(Exception):
+    """A ``carbon users`` refusal found before any service is called (a password prompt, missing options)."""
+
+
+def _cli_admin() -> Any:
+    """The identity ``carbon users`` records in the audit log: the operating-system user, as an administrator."""
+    import getpass
+
+    from accounting.review import Actor
+
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container without a passwd entry)
+        name = f"uid{os.getuid()}"
+    return Actor(actor_id=f"cli:{name}", role="admin")
+
+
+def _read_password(args: argparse.Namespace, *, purpose: str) -> str:
+    """A password from the first line of stdin (``--password-stdin``) or typed twice at a prompt; never argv."""
+    import getpass
+
+    if getattr(args, "password_stdin", False):
+        line = sys.stdin.readline()
+        password = line[:-1] if line.endswith("\n") else line
+        password = password[:-1] if password.endswith("\r") else password
+        if not password:
+            raise _RefusedError("--password-stdin: stdin gave no password")
+        return password
+    if not sys.stdin.isatty():
+        raise _RefusedError("no terminal to ask for the password: pass it with --password-stdin"
+                       + (" (or create the user with --no-password)" if purpose == "add" else ""))
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Password again: "):
+        raise _RefusedError("the two passwords differ; nothing changed")
+    return first
+
+
+def _demo_enterprise(session: Any, settings: Any) -> str:
+    """The enterprise of the demo enterprise user: the first of the sample registry file, else of the database."""
+    import csv
+
+    from sqlalchemy import select
+
+    from api.store.schema import Enterprise
+
+    try:
+        with settings.registry.open(encoding="utf-8-sig", newline="") as handle:
+            for row in csv.DictReader(handle):
+                if row.get("enterprise_id"):
+                    return str(row["enterprise_id"]).strip()
+    except OSError:
+        pass
+    first = session.scalars(select(Enterprise.enterprise_id).order_by(Enterprise.enterprise_id).limit(1)).first()
+    if first is None:
+        raise _RefusedError("no enterprise to bind the demo enterprise user to: run `carbon load-sample` first")
+    return str(first)
+
+
+def _demo_password(length: int) -> str:
+    import secrets
+    import string
+
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def _users_demo(session: Any, settings: Any, by: Any) -> int:
+    """One demo user per role with a fresh random password (an existing one gets a new password)."""
+    from api.services import users
+
+    enterprise_id = _demo_enterprise(session, settings)
+    rows = []
+    for role in DEMO_ROLES:
+        user_id = f"demo-{role}"
+        enterprises = [enterprise_id] if role == "enterprise" else []
+        accounts = [DEMO_ACCOUNT] if role == "trader" else []
+        password = _demo_password(max(16, settings.password_min_length))
+        try:
+            existing = users.get_user(session, user_id)
+        except users.UserError:
+            existing = None
+        if existing is None:
+            users.create_user(session, settings, by=by, user_id=user_id, role=role, password=password,
+                              enterprise_ids=enterprises, account_ids=accounts)
+        elif existing["role"] != role:
+            raise _RefusedError(f"user '{user_id}' exists with role {existing['role']}, not {role}; "
+                                "rename or remove it first")
+        else:
+            users.update_user(session, settings, by=by, user_id=user_id, password=password, disabled=False,
+                              enterprise_ids=enterprises, account_ids=accounts)
+        binding = (f"enterprise {enterprise_id}" if enterprises else f"account {DEMO_ACCOUNT}" if accounts else "-")
+        rows.append((user_id, role, password, binding))
+    widths = [max(len(r[i]) for r in [("user", "role", "password", "bound to"), *rows]) for i in range(4)]
+    print("Demo users (new random passwords on every run; for trying the service, never for production):")
+    for row in [("user", "role", "password", "bound to"), *rows]:
+        print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    print("Get a token:  curl -s -d username=demo-officer -d password=PASSWORD "
+          "http://127.0.0.1:8000/v1/auth/token")
+    print(f'Then:         curl -s -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8000/v1/auth/me'
+          f"   (the access_token lives {settings.access_token_minutes} min)")
+    return 0
+
+
+def _users_change(session: Any, settings: Any, by: Any, args: argparse.Namespace) -> Any:
+    """The users subcommands that change or read one user: what they print."""
+    from api.services import users
+
+    command = args.users_command
+    if command == "add":
+        password = None if args.no_password else _read_password(args, purpose="add")
+        return users.create_user(session, settings, by=by, user_id=args.user_id, role=args.role, password=password,
+                                 enterprise_ids=args.enterprise or (), account_ids=args.account or ())
+    if command == "list":
+        total, items = users.list_users(session)
+        return {"total": total, "items": items}
+    if command == "show":
+        return {**users.get_user(session, args.user_id), "keys": users.list_keys(session, user_id=args.user_id)}
+    if command == "passwd":
+        users.get_user(session, args.user_id)  # an unknown user is named before the password is asked
+        return users.update_user(session, settings, by=by, user_id=args.user_id,
+                                 password=_read_password(args, purpose="passwd"))
+    if command in ("disable", "enable"):
+        return users.update_user(session, settings, by=by, user_id=args.user_id, disabled=command == "disable")
+    if args.enterprise is None and args.account is None:
+        raise _RefusedError("bind: give --enterprise and/or --account (each repeatable; replaces the binding)")
+    return users.update_user(session, settings, by=by, user_id=args.user_id, enterprise_ids=args.enterprise,
+                             account_ids=args.account)
+
+
+def _users_key(session: Any, settings: Any, by: Any, args: argparse.Namespace) -> Any:
+    """``carbon users key issue|list|revoke``: what they print (an issued key in plain text, this once)."""
+    from api.services import users
+
+    if args.key_command == "issue":
+        description, plaintext = users.issue_key(session, settings, by=by, user_id=args.user_id, name=args.name,
+                                                 days=args.days)
+        return {**description, "api_key": plaintext}
+    if args.key_command == "list":
+        users.get_user(session, args.user_id)
+        return {"items": users.list_keys(session, user_id=args.user_id)}
+    return users.revoke_key(session, by=by, key_id=args.key_id)
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    """``carbon users ...``: users and API keys through api/services/users.py; a refusal exits 2 on stderr.
+
+    Each subcommand is one transaction of the service (``demo`` one per user), audited as ``cli:<os user>``.
+    """
+    from api.services.users import UserError
+    from api.store.db import session_factory
+    from pipelines.settings import get_settings
+
+    settings = get_settings()
+    by = _cli_admin()
+    try:
+        with session_factory(settings)() as session:
+            if args.users_command == "demo":
+                return _users_demo(session, settings, by)
+            handler = _users_key if args.users_command == "key" else _users_change
+            _print_json(handler(session, settings, by, args))
+            if args.key_command == "issue":
+                sys.stdout.flush()
+                print(SHOWN_ONCE, file=sys.stderr, flush=True)
+    except (UserError, _RefusedError) as err:
+        code = f" ({err.code})" if isinstance(err, UserError) else ""
+        print(f"carbon users {args.users_command}: {err}{code}", file=sys.stderr)
+        return EXIT_INVALID
+    return 0
+
+
 def _published_key_emitters(snapshot: Path) -> dict[str, bool]:
     """Latest-year key-emitter status from the published snapshot (empty before the first run)."""
     if not snapshot.exists():
@@ -516,6 +691,41 @@ def build_parser() -> argparse.ArgumentParser:
     restate.add_argument("--actor", help="without --dry-run: the officer who applies it")
     restate.add_argument("--role", default="officer", choices=("officer", "verifier", "engineer"))
     restate.set_defaults(handler=cmd_restate, enterprise=None)
+
+    users = commands.add_parser("users", help="users, passwords and API keys (audited as cli:<os user>)")
+    user_commands = users.add_subparsers(dest="users_command", required=True)
+    add = user_commands.add_parser("add", help="add a user; the password is typed twice or read from stdin",
+                                   allow_abbrev=False)  # --password is not --password-stdin
+    add.add_argument("user_id")
+    add.add_argument("--role", required=True, help="enterprise, verifier, officer, trader, engineer or admin")
+    add.add_argument("--enterprise", action="append", help="an enterprise id the user acts for (repeatable)")
+    add.add_argument("--account", action="append", help="a trading account id of the user (repeatable)")
+    password = add.add_mutually_exclusive_group()
+    password.add_argument("--password-stdin", action="store_true", help="read the password from the first line "
+                          "of stdin")
+    password.add_argument("--no-password", action="store_true", help="a machine user: signs in with API keys only")
+    user_commands.add_parser("list", help="every user")
+    for name, text in (("show", "a user and its API keys"), ("disable", "refuse the user's sign-ins, tokens and keys"),
+                       ("enable", "let a disabled user sign in again")):
+        user_commands.add_parser(name, help=text).add_argument("user_id")
+    passwd = user_commands.add_parser("passwd", help="set a new password (ends the user's sessions)",
+                                      allow_abbrev=False)
+    passwd.add_argument("user_id")
+    passwd.add_argument("--password-stdin", action="store_true", help="read it from the first line of stdin")
+    bind = user_commands.add_parser("bind", help="replace the enterprises or trading accounts a user is bound to")
+    bind.add_argument("user_id")
+    bind.add_argument("--enterprise", action="append", help="repeatable")
+    bind.add_argument("--account", action="append", help="repeatable")
+    key = user_commands.add_parser("key", help="issue, list and revoke API keys")
+    key_commands = key.add_subparsers(dest="key_command", required=True)
+    issue = key_commands.add_parser("issue", help="a new API key, printed once")
+    issue.add_argument("user_id")
+    issue.add_argument("--name", required=True, help="what the key is for")
+    issue.add_argument("--days", type=int, default=None, help="lifetime (default and maximum: CARBON_API_KEY_DAYS)")
+    key_commands.add_parser("list", help="a user's keys (never the keys themselves)").add_argument("user_id")
+    key_commands.add_parser("revoke", help="revoke a key at once").add_argument("key_id")
+    user_commands.add_parser("demo", help="one demo user per role with fresh random passwords, printed")
+    users.set_defaults(handler=cmd_users, key_command=None)
     return parser
 
 

@@ -24,7 +24,7 @@ from api.store.schema import AuditEntry, Calculation, PeriodReview, ReviewEvent,
 #: Roles that see every enterprise's review state.
 READERS = frozenset({"verifier", "officer", "engineer"})
 #: Roles that may read and verify the audit log.
-AUDITORS = frozenset({"officer", "engineer"})
+AUDITORS = frozenset({"officer", "engineer", "admin"})
 PERIOD = re.compile(r"^\d{4}(-(0[1-9]|1[0-2]))?$")
 
 

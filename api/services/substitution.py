@@ -188,11 +188,8 @@ def _write(session: Session, *, actor: Actor, row: PeriodReview | None, status: 
 
 def list_substitutions(session: Session, *, actor: Actor, enterprise_id: str | None = None) -> list[dict[str, Any]]:
     """The substitutions an actor may see, newest first: an enterprise user sees only its own enterprises'."""
-    if actor.role == "enterprise":
-        if enterprise_id is None:
-            raise ReviewError("an enterprise user lists the substitutions of one of its enterprises (enterprise_id)",
-                              code="not_own_enterprise")
-        if not actor.speaks_for(enterprise_id):
-            raise ReviewError(f"{actor.actor_id} does not act for enterprise {enterprise_id}",
-                              code="not_own_enterprise")
-    return [record_of(s) for s in repository.listed(session, enterprise_id=enterprise_id)]
+    if enterprise_id is not None and not actor.speaks_for(enterprise_id):
+        raise ReviewError(f"{actor.actor_id} does not act for enterprise {enterprise_id}", code="not_own_enterprise")
+    wanted = {enterprise_id} if enterprise_id is not None else (
+        actor.enterprise_ids if actor.role == "enterprise" else None)
+    return [record_of(s) for s in repository.listed(session, enterprise_ids=wanted)]

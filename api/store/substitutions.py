@@ -8,6 +8,7 @@ lines of it. A later submission replaces it.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import select
@@ -23,11 +24,11 @@ def latest(session: Session, *, enterprise_id: str, period: str) -> Substitution
         .order_by(Substitution.created_at.desc()).limit(1)).one_or_none()
 
 
-def listed(session: Session, *, enterprise_id: str | None = None) -> list[Substitution]:
-    """Every substitution (of one enterprise), newest first."""
+def listed(session: Session, *, enterprise_ids: Collection[str] | None = None) -> list[Substitution]:
+    """Every substitution (of these enterprises), newest first."""
     statement = select(Substitution).order_by(Substitution.created_at.desc(), Substitution.substitution_id)
-    if enterprise_id is not None:
-        statement = statement.where(Substitution.enterprise_id == enterprise_id)
+    if enterprise_ids is not None:
+        statement = statement.where(Substitution.enterprise_id.in_(sorted(enterprise_ids)))
     return list(session.scalars(statement).all())
 
 

@@ -138,7 +138,7 @@ def test_an_unknown_action_role_or_actor_is_refused_by_name() -> None:
         next_status("delete", current="locked", actor=actor("officer"), enterprise_id=ENTERPRISE_ID)
     assert unknown_action.value.code == "unknown_action"
     with pytest.raises(ReviewError) as unknown_role:
-        Actor(actor_id="x", role="admin")
+        Actor(actor_id="x", role="auditor")
     assert unknown_role.value.code == "unknown_role"
     with pytest.raises(ReviewError) as no_id:
         Actor(actor_id="", role="officer")
