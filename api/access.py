@@ -31,6 +31,7 @@ from starlette.routing import BaseRoute
 from accounting.review import USER_ROLES, Actor
 from api.errors import AccessDeniedError, AuthenticationRequiredError, CsrfError, NotFoundError
 from api.rate_limit import limit_client
+from api.services.ledger import owns_account
 from api.services.users import Authenticated, Credentials, authenticate, csrf_matches
 from pipelines.settings import Settings, get_settings
 
@@ -123,6 +124,54 @@ POLICY: dict[tuple[str, str], Access] = {
     ("POST", "/v1/restatements/substitutions"): allow(any="officer"),
     ("GET", "/v1/restatements/substitutions"): allow(any=ZONE_READERS, scoped="enterprise"),
     ("GET", "/v1/restatements/diff"): allow(any="verifier officer"),
+    # the carbon-rights ledger
+    ("GET", "/v1/ledger/accounts"): allow(any="officer verifier", scoped="enterprise trader"),
+    ("POST", "/v1/ledger/accounts"): allow(any="officer"),
+    ("GET", "/v1/ledger/accounts/{account_id}"): allow(any="officer verifier", own_account="enterprise trader"),
+    ("GET", "/v1/ledger/accounts/{account_id}/entries"): allow(any="officer verifier",
+                                                              own_account="enterprise trader"),
+    ("GET", "/v1/ledger/accounts/{account_id}/counterparties"): allow(any="officer verifier",
+                                                                     own_account="enterprise trader"),
+    ("POST", "/v1/ledger/accounts/{account_id}/counterparties"): allow(own_account="enterprise trader"),
+    ("DELETE", "/v1/ledger/accounts/{account_id}/counterparties/{counterparty_id}"): allow(
+        own_account="enterprise trader"),
+    ("POST", "/v1/ledger/transfers"): allow(any="officer", scoped="enterprise trader"),
+    ("POST", "/v1/ledger/deposits"): allow(any="officer"),
+    ("POST", "/v1/ledger/reversals"): allow(any="officer"),
+    ("GET", "/v1/ledger/encumbrances"): allow(any="officer verifier", scoped="enterprise trader"),
+    ("POST", "/v1/ledger/freezes"): allow(any="officer"),
+    ("POST", "/v1/ledger/pledges"): allow(scoped="enterprise trader"),
+    ("POST", "/v1/ledger/encumbrances/{encumbrance_id}/release"): allow(any="officer"),
+    ("GET", "/v1/ledger/verify"): allow(any="officer engineer"),
+    # four eyes: what one officer proposed, a second decides
+    ("GET", "/v1/approvals"): allow(any="officer"),
+    ("GET", "/v1/approvals/{approval_id}"): allow(any="officer"),
+    ("POST", "/v1/approvals/{approval_id}/decision"): allow(any="officer"),
+    # allocation
+    ("POST", "/v1/allocation/plans"): allow(any="officer"),
+    ("GET", "/v1/allocation/plans"): allow(any="officer verifier"),
+    ("GET", "/v1/allocation/plans/{plan_id}/{version}"): allow(any="officer verifier"),
+    ("POST", "/v1/allocation/plans/{plan_id}/{version}/pre-allocation"): allow(any="officer"),
+    ("POST", "/v1/allocation/plans/{plan_id}/{version}/true-up"): allow(any="officer"),
+    ("GET", "/v1/allocation/enterprises/{enterprise_id}"): allow(any="officer verifier",
+                                                                own_enterprise="enterprise"),
+    # auctions
+    ("POST", "/v1/auctions"): allow(any="officer"),
+    ("GET", "/v1/auctions"): allow(any="officer verifier enterprise trader"),
+    ("GET", "/v1/auctions/{auction_id}"): allow(any="officer verifier enterprise trader"),
+    ("POST", "/v1/auctions/{auction_id}/bids"): allow(scoped="enterprise trader"),
+    ("GET", "/v1/auctions/{auction_id}/bids"): allow(any="officer", scoped="enterprise trader"),
+    ("DELETE", "/v1/auctions/{auction_id}/bids/{bid_id}"): allow(scoped="enterprise trader"),
+    ("POST", "/v1/auctions/{auction_id}/close"): allow(any="officer"),
+    ("GET", "/v1/auctions/{auction_id}/report"): allow(any="officer verifier"),
+    # compliance and prices
+    ("POST", "/v1/compliance/surrenders"): allow(scoped="enterprise"),
+    ("GET", "/v1/compliance/{year}/report"): allow(any="officer verifier"),
+    ("GET", "/v1/compliance/{year}/enterprises/{enterprise_id}"): allow(any="officer verifier",
+                                                                       own_enterprise="enterprise"),
+    ("POST", "/v1/compliance/{year}/close"): allow(any="officer"),
+    ("GET", "/v1/prices"): allow(any=ALL_USERS),
+    ("POST", "/v1/prices"): allow(any="officer"),
 }
 
 
@@ -177,7 +226,7 @@ def authorize(request: Request, settings: Annotated[Settings, Depends(get_settin
         raise AccessDeniedError(f"{request.method} {path} is for {allowed}, not {actor.role}")
     if rule is Rule.OWN_ENTERPRISE and request.path_params.get("enterprise_id") not in actor.enterprise_ids:
         raise NotFoundError("no such resource")
-    if rule is Rule.OWN_ACCOUNT and request.path_params.get("account_id") not in actor.account_ids:
+    if rule is Rule.OWN_ACCOUNT and not owns_account(actor, str(request.path_params.get("account_id"))):
         raise NotFoundError("no such resource")
     return actor
 

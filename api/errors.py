@@ -21,7 +21,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from accounting.errors import AccountingError, FactorError, InvalidFileError, UnitError
 from accounting.review import ReviewError
 from api.request_log import REQUEST_ID_HEADER, current_request_id
+from api.services.approvals import ApprovalNotFoundError
 from api.services.evidence import EvidenceNotFoundError
+from api.services.idempotency import IdempotencyConflictError
 from api.services.quality import DataDocsUnavailableError
 from api.services.review import PeriodStateError, StaleStateError
 from api.services.review_views import PeriodNotFoundError
@@ -148,10 +150,34 @@ def _invalid_file(_: Request, exc: InvalidFileError) -> JSONResponse:
                    source=report["source"], error_count=report["error_count"], errors=report["errors"])
 
 
+#: Rules of the ledger, allocation, auctions, compliance and the four-eyes rule that are not about the
+#: input's form: the state forbids it (409), it names something that is not there (404), or it is not
+#: the user's to do (403). Every other refusal of an ``AccountingError`` is 422.
+RULE_STATUS = {
+    **dict.fromkeys(("insufficient_available", "units_encumbered", "retired_units_immutable",
+                     "cancelled_units_immutable", "already_reversed", "duplicate_account", "duplicate_entry",
+                     "duplicate_encumbrance", "already_decided", "proposal_expired", "same_officer",
+                     "payload_mismatch", "counterparty_not_trusted", "insufficient_funds", "auction_not_open",
+                     "auction_closed", "bid_window_closed", "bidder_cap_exceeded", "offset_cap_exceeded",
+                     "vintage_not_eligible", "emissions_not_locked", "plan_not_approvable", "already_released",
+                     "already_applied"), status.HTTP_409_CONFLICT),
+    **dict.fromkeys(("unknown_account", "unknown_entry", "unknown_encumbrance", "unknown_enterprise",
+                     "unknown_auction", "unknown_plan", "unknown_bid"), status.HTTP_404_NOT_FOUND),
+    **dict.fromkeys(("not_own_account", "officer_required", "consent_required", "role_not_allowed",
+                     "account_restricted"), status.HTTP_403_FORBIDDEN),
+}
+
+
 def _accounting(_: Request, exc: AccountingError) -> JSONResponse:
     titles = {UnitError: "Unusable unit", FactorError: "Factor library cannot answer"}
     title = next((t for kind, t in titles.items() if isinstance(exc, kind)), "Accounting rule refused the input")
-    return problem(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, code=exc.code, title=title, detail=str(exc))
+    return problem(status_code=RULE_STATUS.get(exc.code, status.HTTP_422_UNPROCESSABLE_CONTENT), code=exc.code,
+                   title=title, detail=str(exc))
+
+
+def _idempotency_conflict(_: Request, exc: IdempotencyConflictError) -> JSONResponse:
+    return problem(status_code=status.HTTP_409_CONFLICT, code=exc.code, title="Idempotency-Key reused",
+                   detail=str(exc))
 
 
 def _invalid_options(_: Request, exc: InvalidOptionsError) -> JSONResponse:
@@ -160,7 +186,7 @@ def _invalid_options(_: Request, exc: InvalidOptionsError) -> JSONResponse:
 
 
 def _not_found(_: Request, exc: NotFoundError | SubmissionNotFoundError | PeriodNotFoundError
-               | EvidenceNotFoundError) -> JSONResponse:
+               | EvidenceNotFoundError | ApprovalNotFoundError) -> JSONResponse:
     return problem(status_code=status.HTTP_404_NOT_FOUND, code=exc.code, detail=str(exc.args[0]))
 
 
@@ -312,6 +338,8 @@ HANDLERS: dict[type[Exception], _Handler] = {
     SubmissionNotFoundError: _not_found,
     PeriodNotFoundError: _not_found,
     EvidenceNotFoundError: _not_found,
+    ApprovalNotFoundError: _not_found,
+    IdempotencyConflictError: _idempotency_conflict,
     SnapshotUnavailableError: _snapshot_unavailable,
     DataDocsUnavailableError: _data_docs_unavailable,
     DatabaseUnavailableError: _database_unavailable,

@@ -21,6 +21,7 @@ from typing import Any
 
 from accounting.calculation import GRAINS, GRID_REGIONS, RULESETS, CalculationOptions
 from accounting.errors import AccountingError, InvalidFileError
+from pipelines import cli_allocation, cli_compliance, cli_ledger
 
 EXIT_INVALID = 2
 DAGSTER_YAML = """\
@@ -726,6 +727,9 @@ def build_parser() -> argparse.ArgumentParser:
     key_commands.add_parser("revoke", help="revoke a key at once").add_argument("key_id")
     user_commands.add_parser("demo", help="one demo user per role with fresh random passwords, printed")
     users.set_defaults(handler=cmd_users, key_command=None)
+
+    for register in (cli_ledger.register, cli_allocation.register, cli_compliance.register):
+        register(commands)
     return parser
 
 

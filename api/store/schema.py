@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -348,3 +349,205 @@ class LoginFailure(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     user_id: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# --- the carbon-rights ledger --------------------------------------------------------------------------
+# The journal (entries and their postings) is append-only; balances are a cache of the journal kept in
+# the same transaction and rebuilt from it by ``carbon ledger verify``.
+
+
+class LedgerAccount(Base):
+    """An account of the ledger (``accounting.ledger.Account``): holder accounts and the system accounts."""
+
+    __tablename__ = "ledger_accounts"
+
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    owner_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(255))
+
+
+class JournalEntryRow(Base):
+    """A balanced journal entry; ``seq`` orders the journal, ``reverses`` is unique (one reversal at most)."""
+
+    __tablename__ = "journal_entries"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    entry_id: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    memo: Mapped[str] = mapped_column(Text)
+    reverses: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    reference: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    actor_id: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PostingRow(Base):
+    """One leg of an entry: a positive whole quantity out of (debit) or into (credit) an account."""
+
+    __tablename__ = "journal_postings"
+    __table_args__ = (Index("ix_journal_postings_account", "account_id", "instrument"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    entry_id: Mapped[str] = mapped_column(ForeignKey("journal_entries.entry_id"), index=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("ledger_accounts.account_id"))
+    instrument: Mapped[str] = mapped_column(String(16))
+    side: Mapped[str] = mapped_column(String(8))
+    quantity: Mapped[int] = mapped_column(BigInteger)
+
+
+class LedgerBalance(Base):
+    """The balance of one account in one instrument: credits - debits of the journal (a cache, locked on change)."""
+
+    __tablename__ = "ledger_balances"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("ledger_accounts.account_id"), primary_key=True)
+    instrument: Mapped[str] = mapped_column(String(16), primary_key=True)
+    quantity: Mapped[int] = mapped_column(BigInteger)
+
+
+class EncumbranceRow(Base):
+    """Units frozen (by an officer) or pledged (to a lender, with the owner's consent) until released."""
+
+    __tablename__ = "ledger_encumbrances"
+    __table_args__ = (Index("ix_ledger_encumbrances_key", "account_id", "instrument", "released_at"),)
+
+    encumbrance_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    account_id: Mapped[str] = mapped_column(ForeignKey("ledger_accounts.account_id"))
+    instrument: Mapped[str] = mapped_column(String(16))
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    lender_account_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    reason: Mapped[str] = mapped_column(Text)
+    imposed_by: Mapped[str] = mapped_column(String(255))
+    consent_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    released_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class TrustedCounterparty(Base):
+    """An account another account may transfer to, from ``effective_at`` (additions take effect after a delay)."""
+
+    __tablename__ = "trusted_counterparties"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("ledger_accounts.account_id"), primary_key=True)
+    counterparty_id: Mapped[str] = mapped_column(ForeignKey("ledger_accounts.account_id"), primary_key=True)
+    added_by: Mapped[str] = mapped_column(String(255))
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    effective_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class IdempotencyRecord(Base):
+    """The first answer to a mutating call with an ``Idempotency-Key``: replayed for the same body, else refused."""
+
+    __tablename__ = "idempotency_records"
+
+    actor_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    operation: Mapped[str] = mapped_column(String(128))
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ApprovalRow(Base):
+    """A four-eyes proposal (``accounting.four_eyes``): an officer's action waiting for a second officer."""
+
+    __tablename__ = "approvals"
+
+    approval_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    payload_digest: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    proposed_by: Mapped[str] = mapped_column(String(255))
+    proposed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    decided_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class AllocationPlanRow(Base):
+    """A versioned allocation plan as loaded (the TOML text, hashed) and its approval."""
+
+    __tablename__ = "allocation_plans"
+
+    plan_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    year: Mapped[int] = mapped_column(Integer)
+    content: Mapped[str] = mapped_column(Text)
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # loaded | proposed | pre_allocated | trued_up | superseded
+    loaded_by: Mapped[str] = mapped_column(String(255))
+    loaded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AllocationRow(Base):
+    """One enterprise's allocation of one instrument by one plan stage, and the entry that issued it."""
+
+    __tablename__ = "allocations"
+    __table_args__ = (UniqueConstraint("plan_id", "version", "enterprise_id", "instrument", "stage"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    plan_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    enterprise_id: Mapped[str] = mapped_column(String(18), index=True)
+    instrument: Mapped[str] = mapped_column(String(16))
+    stage: Mapped[str] = mapped_column(String(16))  # pre | true_up | pollutant
+    quantity: Mapped[int] = mapped_column(BigInteger)  # signed: a true-up may take units back
+    basis: Mapped[dict[str, Any]] = mapped_column(JSON)  # output, benchmark, factors: how it was computed
+    entry_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class AuctionRow(Base):
+    """A sealed-bid, uniform-price auction of allowances, its terms and, once closed, its result."""
+
+    __tablename__ = "auctions"
+
+    auction_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    instrument: Mapped[str] = mapped_column(String(16))
+    terms: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))  # open | closing | settled | cancelled
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    settled_entry_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class AuctionBidRow(Base):
+    """A sealed bid; its cash is reserved in the ledger when placed (prefunding)."""
+
+    __tablename__ = "auction_bids"
+
+    bid_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    auction_id: Mapped[str] = mapped_column(ForeignKey("auctions.auction_id"), index=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("ledger_accounts.account_id"))
+    price_fen: Mapped[int] = mapped_column(BigInteger)
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    placed_by: Mapped[str] = mapped_column(String(255))
+    placed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reserve_entry_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # active | withdrawn | filled | partial | unfilled
+    filled: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ReferencePrice(Base):
+    """A price of an instrument on a day (fen per unit): recorded by officers, later the exchange's closes."""
+
+    __tablename__ = "reference_prices"
+
+    instrument: Mapped[str] = mapped_column(String(16), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD
+    price_fen: Mapped[int] = mapped_column(BigInteger)
+    volume: Mapped[int] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(String(255))
+    recorded_by: Mapped[str] = mapped_column(String(255))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)

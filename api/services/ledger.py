@@ -1,0 +1,174 @@
+"""The carbon-rights ledger's core use cases: accounts, posting an entry, reading balances, verifying.
+
+Every change of holdings goes through :func:`post`: it locks the balances the entry touches, asks
+``accounting.ledger`` whether the entry may be posted (balanced, whole units, enough available, nothing
+moving out of retirement...), writes the entry, its postings, the new balances and an audit record. It
+does not commit: a use case (a transfer, an auction settlement, an allocation) posts one or several
+entries and commits once, so either all of them are in the ledger or none.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from accounting.ledger import (
+    AUCTION,
+    BANK,
+    CANCELLATION,
+    COMPLIANCE,
+    FEES,
+    ISSUANCE,
+    LENDER,
+    RETIREMENT,
+    RISK_RESERVE,
+    TRADER,
+    Account,
+    JournalEntry,
+    LedgerError,
+    derive_balances,
+    instrument_totals,
+)
+from accounting.review import Actor
+from api.store import audit
+from api.store import ledger as repository
+from api.store.schema import Enterprise, JournalEntryRow, LedgerAccount
+
+#: The system accounts, one of each kind; opened on first use.
+SYSTEM_ACCOUNTS: dict[str, tuple[str, str]] = {
+    ISSUANCE: ("SYS-ISSUANCE", "Issuance (allowances, offsets and discharge rights come from here)"),
+    AUCTION: ("SYS-AUCTION", "Auction (allowances offered for paid allocation)"),
+    FEES: ("SYS-FEES", "Fee revenue (auction proceeds and trading fees)"),
+    RETIREMENT: ("SYS-RETIREMENT", "Retirement (surrendered units; they never move again)"),
+    CANCELLATION: ("SYS-CANCELLATION", "Cancellation (deducted or withdrawn units; they never move again)"),
+    RISK_RESERVE: ("SYS-RISK-RESERVE", "Risk reserve"),
+    BANK: ("SYS-BANK", "Settlement bank (cash enters and leaves the zone here)"),
+}
+SYSTEM_OWNER = "zone"
+
+
+def system_account_id(kind: str) -> str:
+    return SYSTEM_ACCOUNTS[kind][0]
+
+
+def compliance_account_id(enterprise_id: str) -> str:
+    """The compliance account of an enterprise of the registry."""
+    return f"CA-{enterprise_id}"
+
+
+def new_entry_id() -> str:
+    return uuid.uuid4().hex
+
+
+def acting_for(actor: Actor) -> frozenset[str]:
+    """The account owners a user speaks for: its enterprises and its trading accounts."""
+    return actor.enterprise_ids | actor.account_ids
+
+
+def owns_account(actor: Actor, account_id: str) -> bool:
+    """True when ``account_id`` is one of the user's trading accounts or its enterprises' compliance accounts."""
+    return account_id in actor.account_ids or any(account_id == compliance_account_id(e)
+                                                  for e in actor.enterprise_ids)
+
+
+def _insert_missing_accounts(session: Session, rows: list[dict[str, Any]]) -> None:
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(insert(LedgerAccount).values(rows).on_conflict_do_nothing())
+
+
+def ensure_system_accounts(session: Session) -> None:
+    """Open the system accounts that are not open yet (idempotent, safe under concurrency)."""
+    now = datetime.now(UTC)
+    _insert_missing_accounts(session, [
+        {"account_id": account_id, "kind": kind, "owner_id": None, "name": name, "created_at": now,
+         "created_by": "system"} for kind, (account_id, name) in SYSTEM_ACCOUNTS.items()])
+
+
+def ensure_compliance_accounts(session: Session, enterprise_ids: Iterable[str]) -> list[str]:
+    """The compliance accounts of these registry enterprises, opened if needed; ``unknown_enterprise`` otherwise."""
+    wanted = sorted(set(enterprise_ids))
+    if not wanted:
+        return []
+    known = {e.enterprise_id: e.name for e in session.scalars(select(Enterprise).where(
+        Enterprise.enterprise_id.in_(wanted)))}
+    if missing := [e for e in wanted if e not in known]:
+        raise LedgerError(f"not in the registry: {', '.join(missing)}", code="unknown_enterprise")
+    now = datetime.now(UTC)
+    _insert_missing_accounts(session, [
+        {"account_id": compliance_account_id(e), "kind": COMPLIANCE, "owner_id": e, "name": known[e],
+         "created_at": now, "created_by": "system"} for e in wanted])
+    return [compliance_account_id(e) for e in wanted]
+
+
+def open_account(session: Session, *, actor: Actor, account_id: str, kind: str, owner_id: str, name: str
+                 ) -> dict[str, Any]:
+    """Open a trader or lender account (compliance accounts open with the registry, system ones by themselves)."""
+    if kind not in (TRADER, LENDER):
+        raise LedgerError(f"an officer opens trader and lender accounts, not {kind}", code="unknown_account_kind")
+    Account(account_id=account_id, kind=kind, owner_id=owner_id)  # the rules' own checks
+    if not account_id.isascii() or not account_id.replace("-", "").replace("_", "").isalnum() or len(account_id) > 64:
+        raise LedgerError("an account id is 1-64 letters, digits, '-' or '_'", code="invalid_account_id")
+    if repository.get_account(session, account_id) is not None:
+        raise LedgerError(f"account '{account_id}' already exists", code="duplicate_account")
+    row = LedgerAccount(account_id=account_id, kind=kind, owner_id=owner_id, name=name.strip() or account_id,
+                        created_at=datetime.now(UTC), created_by=actor.actor_id)
+    repository.add_account(session, row)
+    audit.append(session, actor=actor, action="ledger.open_account", target=f"account/{account_id}",
+                 detail={"kind": kind, "owner_id": owner_id})
+    session.commit()
+    return describe_account(row)
+
+
+def describe_account(row: LedgerAccount) -> dict[str, Any]:
+    return {"account_id": row.account_id, "kind": row.kind, "owner_id": row.owner_id, "name": row.name}
+
+
+def post(session: Session, *, entry: JournalEntry, actor: Actor, reference: str | None = None) -> JournalEntryRow:
+    """Check and write one entry (without committing); LedgerError, with nothing written, when refused."""
+    keys = [(p.account_id, p.instrument) for p in entry.postings]
+    state = repository.lock_state(session, keys=keys, reverses=entry.reverses)
+    after = state.post(entry)
+    row = repository.append(session, entry=entry, after=after, actor_id=actor.actor_id, role=actor.role,
+                            reference=reference)
+    audit.append(session, actor=actor, action=f"ledger.{entry.kind}", target=f"entry/{entry.entry_id}",
+                 after=describe_entry(entry), detail={"reference": reference, "memo": entry.memo})
+    return row
+
+
+def describe_entry(entry: JournalEntry) -> dict[str, Any]:
+    return {"entry_id": entry.entry_id, "kind": entry.kind, "memo": entry.memo, "reverses": entry.reverses,
+            "postings": [{"account_id": p.account_id, "instrument": p.instrument, "side": p.side,
+                          "quantity": p.quantity} for p in entry.postings]}
+
+
+def account_view(session: Session, *, account_id: str) -> dict[str, Any]:
+    """An account with its holdings: balance, encumbered (frozen or pledged) and available, per instrument."""
+    row = repository.get_account(session, account_id)
+    if row is None:
+        raise LedgerError(f"unknown account '{account_id}'", code="unknown_account")
+    balances = repository.balances_of(session, account_id=account_id)
+    encumbered = repository.encumbered_of(session, account_id=account_id)
+    holdings = [{"instrument": i, "balance": balances.get(i, 0), "encumbered": encumbered.get(i, 0),
+                 "available": balances.get(i, 0) - encumbered.get(i, 0)}
+                for i in sorted(set(balances) | set(encumbered))]
+    return {**describe_account(row), "holdings": holdings}
+
+
+def verify(session: Session) -> dict[str, Any]:
+    """Rebuild every balance from the journal and compare with the stored ones; check conservation."""
+    rebuilt = derive_balances(repository.journal(session))
+    stored = repository.stored_balances(session)
+    differences = [{"account_id": a, "instrument": i, "stored": stored.get((a, i), 0),
+                    "journal": rebuilt.get((a, i), 0)}
+                   for a, i in sorted(set(rebuilt) | set(stored)) if stored.get((a, i), 0) != rebuilt.get((a, i), 0)]
+    totals = {i: t for i, t in instrument_totals(rebuilt).items() if t}
+    return {"ok": not differences and not totals, "balances_checked": len(set(rebuilt) | set(stored)),
+            "differences": differences, "unbalanced_instruments": totals}
