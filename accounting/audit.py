@@ -10,7 +10,7 @@ hash, so changing any past entry breaks its own hash, and deleting one breaks th
 >>> verify_chain([first, second])
 []
 >>> [p.code for p in verify_chain([second])]
-['broken_link']
+['gap', 'broken_link']
 """
 
 from __future__ import annotations

@@ -29,8 +29,9 @@ Rules (market-rules.md §1.4–1.5; configurable in ``ComplianceRules``):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 
 from accounting.errors import AccountingError
@@ -304,3 +305,56 @@ def zone_compliance_report(assessments: Iterable[ComplianceAssessment], *, year:
         obligation_t=sum(a.obligation_t for a in items), surrendered_t=sum(a.surrendered.total_t for a in items),
         shortfall_t=sum(a.shortfall_t for a in items), surplus_t=sum(a.surplus_t for a in items),
         penalty_estimate_fen=sum(a.penalty_estimate_fen or 0 for a in items))
+
+
+def surrender_deadline(*, year: int, month_day: str) -> date:
+    """The surrender deadline of compliance year ``year``: ``month_day`` (MM-DD) of the year after.
+
+    >>> surrender_deadline(year=2024, month_day="12-31")
+    datetime.date(2025, 12, 31)
+    """
+    try:
+        month, day = (int(part) for part in month_day.split("-"))
+        return date(year + 1, month, day)
+    except ValueError as err:
+        raise ComplianceError(f"the deadline must be MM-DD, got {month_day!r}", code="invalid_deadline") from err
+
+
+def penalty_price_month(deadline: date) -> str:
+    """The month whose average price sets the penalty: the calendar month before the deadline's month.
+
+    2024 Regulations Art. 24: "the average market trading price in the month before the surrender
+    deadline"; read as the last complete month before the deadline's month.
+
+    >>> penalty_price_month(date(2025, 12, 31)), penalty_price_month(date(2026, 1, 15))
+    ('2025-11', '2025-12')
+    """
+    year, month = (deadline.year, deadline.month - 1) if deadline.month > 1 else (deadline.year - 1, 12)
+    return f"{year:04d}-{month:02d}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Take:
+    """Units of one instrument to take from an account."""
+
+    instrument: str
+    quantity: int
+
+
+def take_oldest_first(*, wanted_t: int, available: Mapping[str, int]) -> tuple[tuple[Take, ...], int]:
+    """Up to ``wanted_t`` tonnes from ``available`` (instrument -> available t), oldest vintage first.
+
+    Returns what to take and the tonnes that could not be taken (owed). Used for the next year's
+    deduction (one vintage) and for cancelling allowances beyond the banking limit (oldest expire first).
+
+    >>> take_oldest_first(wanted_t=7, available={"CEA-2024": 5, "CEA-2023": 1})
+    ((Take(instrument='CEA-2023', quantity=1), Take(instrument='CEA-2024', quantity=5)), 1)
+    """
+    remaining = check_quantity(wanted_t, unit="t", allow_zero=True)
+    takes: list[Take] = []
+    for instrument in sorted(available, key=lambda code: (parse_instrument(code).vintage or 0, code)):
+        quantity = min(remaining, check_quantity(available[instrument], unit="t", allow_zero=True))
+        if quantity:
+            takes.append(Take(instrument=instrument, quantity=quantity))
+            remaining -= quantity
+    return tuple(takes), remaining

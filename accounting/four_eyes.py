@@ -43,7 +43,8 @@ APPROVED = "approved"
 REJECTED = "rejected"
 DECISIONS = {"approve": APPROVED, "reject": REJECTED}
 KINDS = frozenset({"officer_transfer", "freeze", "release", "allocation_plan", "auction_settlement",
-                   "cancellation", "trusted_counterparty"})
+                   "cancellation", "trusted_counterparty", "deposit", "reversal",
+                   "allocation_true_up", "compliance_close"})
 #: How long a proposal waits for its second officer by default.
 DEFAULT_VALIDITY = timedelta(hours=24)
 

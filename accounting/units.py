@@ -99,7 +99,7 @@ def parse_unit(text: str) -> pint.Quantity[float]:
     """Parse a unit string into a quantity of magnitude one unit (``10^4 t`` -> 10000 t).
 
     >>> parse_unit("万t").to("t").magnitude
-    10000.0
+    10000
     >>> round(parse_unit("kcal").to("J").magnitude, 4)
     4186.8
     """

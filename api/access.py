@@ -33,6 +33,7 @@ from api.errors import AccessDeniedError, AuthenticationRequiredError, CsrfError
 from api.rate_limit import limit_client
 from api.services.ledger import owns_account
 from api.services.users import Authenticated, Credentials, authenticate, csrf_matches
+from api.store.db import READ_ONLY
 from pipelines.settings import Settings, get_settings
 
 SESSION_COOKIE = "carbon_session"
@@ -193,6 +194,7 @@ def presented_credentials(request: Request) -> Credentials | None:
 
 def _sign_in(request: Request, settings: Settings, credentials: Credentials) -> Authenticated:
     with request.app.state.sessions() as session:
+        session.connection(execution_options=READ_ONLY)  # a sign-in check never waits behind a writer
         found = authenticate(session, settings, credentials, verified_keys=request.app.state.verified_keys)
     if found is None:
         limit_client(request, key=None)  # a failed attempt counts against the address

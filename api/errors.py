@@ -160,11 +160,17 @@ RULE_STATUS = {
                      "payload_mismatch", "counterparty_not_trusted", "insufficient_funds", "auction_not_open",
                      "auction_closed", "bid_window_closed", "bidder_cap_exceeded", "offset_cap_exceeded",
                      "vintage_not_eligible", "emissions_not_locked", "plan_not_approvable", "already_released",
-                     "already_applied"), status.HTTP_409_CONFLICT),
-    **dict.fromkeys(("unknown_account", "unknown_entry", "unknown_encumbrance", "unknown_enterprise",
-                     "unknown_auction", "unknown_plan", "unknown_bid"), status.HTTP_404_NOT_FOUND),
+                     "already_applied", "plan_version_exists", "plan_superseded", "duplicate_auction",
+                     "bid_window_open", "bid_not_active", "auction_not_settled"), status.HTTP_409_CONFLICT),
+    **dict.fromkeys(("unknown_account", "unknown_entry", "unknown_encumbrance", "enterprise_not_found",
+                     "unknown_auction", "unknown_plan", "unknown_bid", "unknown_counterparty"),
+                    status.HTTP_404_NOT_FOUND),
     **dict.fromkeys(("not_own_account", "officer_required", "consent_required", "role_not_allowed",
                      "account_restricted"), status.HTTP_403_FORBIDDEN),
+    # compliance and prices (state conflicts: the request may succeed once the state changes)
+    **dict.fromkeys(("surrender_exceeds_obligation", "year_closed", "year_already_closed", "deadline_not_passed",
+                     "close_pending", "close_plan_changed", "price_required", "price_already_recorded"),
+                    status.HTTP_409_CONFLICT),
 }
 
 

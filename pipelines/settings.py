@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -91,6 +92,15 @@ class Settings(BaseSettings):
     #: Argon2id cost of new password and key hashes (RFC 9106's second recommended option by default).
     password_hash_time_cost: int = Field(default=3, ge=1)
     password_hash_memory_kib: int = Field(default=64 * 1024, ge=32)
+    #: Compliance (carbon rights): the CCER cap as a share of the obligation, the penalty multiple (5 to 10,
+    #: 2024 Regulations Art. 24), the surrender deadline as MM-DD of the year after the compliance year, and
+    #: the banking limit (base + multiple x net allowance sales; ``banking_limited = false``: no limit).
+    ccer_cap_share: Decimal = Field(default=Decimal("0.05"), ge=0, le=1)
+    penalty_multiple: Decimal = Field(default=Decimal(5), ge=5, le=10)
+    compliance_deadline: str = Field(default="12-31", pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")
+    banking_limited: bool = True
+    banking_base_t: int = Field(default=10_000, ge=0)
+    banking_sales_multiple: Decimal = Field(default=Decimal("1.5"), ge=0)
 
     @classmethod
     def settings_customise_sources(

@@ -29,23 +29,13 @@ from api.store.db import create_db_engine, make_session_factory, session_factory
 from api.store.schema import AuditHead, PeriodReview, metadata
 from pipelines.settings import Settings
 from pipelines.warehouse import BALANCES_WITH_SOURCES_SQL
+from tests.auth_support import OFFICER
 from tests.conftest import SAMPLE_DIR, zone_settings
 from tests.support import load_zone
 
 CHP_PLANT = "914101022286058318"  # coal-fired CHP, sector 4412, heat_power_supplier
 GAS_HEATING = "91410102170679896E"  # sector 4430, heat_power_supplier
 CEMENT_PLANT = "91410100437387498P"
-
-OFFICER = {"X-Actor-Id": "officer-li", "X-Role": "officer"}
-OFFICER_2 = {"X-Actor-Id": "officer-wang", "X-Role": "officer"}
-VERIFIER = {"X-Actor-Id": "verifier-zhao", "X-Role": "verifier"}
-ENGINEER = {"X-Actor-Id": "engineer-chen", "X-Role": "engineer"}
-
-
-def enterprise(*enterprise_ids: str) -> dict[str, str]:
-    """Headers of an enterprise user acting for ``enterprise_ids``."""
-    return {"X-Actor-Id": f"user-{enterprise_ids[0][-4:]}", "X-Role": "enterprise",
-            "X-Enterprise-Ids": ",".join(enterprise_ids)}
 
 
 def sample_rows(month: str) -> tuple[list[str], list[dict[str, str]]]:

@@ -3,10 +3,16 @@
 from fastapi import APIRouter
 
 from api.routers import (
+    allocation,
+    approvals,
+    auctions,
     auth,
     calculations,
+    compliance,
     emissions,
     health,
+    ledger,
+    prices,
     quality,
     registry,
     restatements,
@@ -18,5 +24,6 @@ from api.routers import (
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router, auth.router, users.router, registry.router, emissions.router, zone.router, calculations.router,
-    submissions.router, review.router, quality.router, restatements.router,
+    submissions.router, review.router, quality.router, restatements.router, ledger.router, approvals.router,
+    compliance.router, prices.router, allocation.router, auctions.router,
 )

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import ActorDep, LibraryDep, SessionDep, SettingsDep
+from api.deps import ActorDep, LibraryDep, LimitQuery, OffsetQuery, SessionDep, SettingsDep
 from api.errors import NotFoundError
 from api.schemas import Problem
 from api.services import quality as service
@@ -71,6 +71,9 @@ class QualityFinding(BaseModel):
 class QualityFindings(BaseModel):
     run_id: str | None = Field(description="the pipeline run whose findings these are (the latest recorded)")
     recorded_at: str | None
+    total: int
+    limit: int
+    offset: int
     items: list[QualityFinding]
 
 
@@ -119,10 +122,12 @@ def findings(session: SessionDep, actor: ActorDep,
              enterprise_id: str | None = None,
              period: Annotated[str | None, Query(pattern=PERIOD_PATTERN)] = None,
              rule: str | None = None,
-             severity: Annotated[str | None, Query(pattern=r"^(hold|warn)$")] = None) -> QualityFindings:
+             severity: Annotated[str | None, Query(pattern=r"^(hold|warn)$")] = None,
+             limit: LimitQuery = 100, offset: OffsetQuery = 0) -> QualityFindings:
     """The data-quality findings of the latest pipeline run, with each period's current submission and state."""
     return QualityFindings.model_validate(service.current_findings(
-        session, actor=actor, enterprise_id=enterprise_id, period=period, rule=rule, severity=severity))
+        session, actor=actor, enterprise_id=enterprise_id, period=period, rule=rule, severity=severity,
+        limit=limit, offset=offset))
 
 
 @router.get("/factor-check", response_model=FactorCheck, responses={422: {"model": Problem}})

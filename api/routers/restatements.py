@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import ActorDep, LibraryDep, SessionDep, SettingsDep
+from api.deps import ActorDep, LibraryDep, LimitQuery, OffsetQuery, SessionDep, SettingsDep
 from api.schemas import Problem
 from api.services import restatement as restatement_service
 from api.services import substitution as substitution_service
@@ -67,6 +67,9 @@ class SubstitutionCreated(SubstitutionOut):
 
 
 class Substitutions(BaseModel):
+    total: int
+    limit: int
+    offset: int
     items: list[SubstitutionOut]
 
 
@@ -95,10 +98,11 @@ def create_substitution(body: SubstitutionRequest, actor: ActorDep, session: Ses
 
 @router.get("/substitutions", response_model=Substitutions)
 def list_substitutions(actor: ActorDep, session: SessionDep,
-                       enterprise_id: Annotated[str | None, Query(max_length=18)] = None) -> Substitutions:
-    """The substitutions, newest first (an enterprise user: of its own enterprise only)."""
-    items = substitution_service.list_substitutions(session, actor=actor, enterprise_id=enterprise_id)
-    return Substitutions.model_validate({"items": items})
+                       enterprise_id: Annotated[str | None, Query(max_length=18)] = None,
+                       limit: LimitQuery = 100, offset: OffsetQuery = 0) -> Substitutions:
+    """The substitutions, newest first (an enterprise user: of its own enterprises only)."""
+    return Substitutions.model_validate(substitution_service.list_substitutions(
+        session, actor=actor, enterprise_id=enterprise_id, limit=limit, offset=offset))
 
 
 @router.get("/diff", response_model=RestatementReport)

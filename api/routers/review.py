@@ -151,6 +151,9 @@ class EvidenceRecord(BaseModel):
 
 
 class EvidenceList(BaseModel):
+    total: int
+    limit: int
+    offset: int
     items: list[EvidenceRecord]
 
 
@@ -232,10 +235,10 @@ def act(enterprise_id: EnterprisePath, period: PeriodPath, body: ActionRequest, 
 @router.get("/periods/{enterprise_id}/{period}/evidence", response_model=EvidenceList,
             responses={404: {"model": Problem}})
 def list_period_evidence(enterprise_id: EnterprisePath, period: PeriodPath, session: SessionDep,
-                         actor: ActorDep) -> EvidenceList:
-    """Evidence linked to the enterprise-period or to its lines."""
-    items = evidence_service.period_evidence(session, actor=actor, enterprise_id=enterprise_id, period=period)
-    return EvidenceList.model_validate({"items": items})
+                         actor: ActorDep, limit: LimitQuery = 100, offset: OffsetQuery = 0) -> EvidenceList:
+    """Evidence linked to the enterprise-period or to its lines, oldest link first."""
+    return EvidenceList.model_validate(evidence_service.period_evidence(
+        session, actor=actor, enterprise_id=enterprise_id, period=period, limit=limit, offset=offset))
 
 
 # ---------------------------------------------------------------------------------------------

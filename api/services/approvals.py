@@ -104,8 +104,11 @@ def listed(session: Session, *, status: str | None = None, limit: int = 100, off
 
 
 def decide(session: Session, *, approval_id: str, decision: str, payload_digest: str, actor: Actor,
-           comment: str | None = None) -> dict[str, Any]:
-    """Approve (and carry out) or reject a pending action; one transaction, nothing done when anything fails."""
+           comment: str | None = None, commit: bool = True) -> dict[str, Any]:
+    """Approve (and carry out) or reject a pending action; one transaction, nothing done when anything fails.
+
+    ``commit=False`` leaves the commit to the caller (``run_once`` commits it with its Idempotency-Key record).
+    """
     row = session.execute(select(ApprovalRow).where(ApprovalRow.approval_id == approval_id)
                           .with_for_update()).scalar_one_or_none()
     if row is None:
@@ -124,5 +127,8 @@ def decide(session: Session, *, approval_id: str, decision: str, payload_digest:
                                                                decided.decided_at, comment)
     audit.append(session, actor=actor, action=f"approval.{decided.status}", target=f"approval/{row.approval_id}",
                  detail={"kind": row.kind, "comment": comment})
-    session.commit()
+    if commit:
+        session.commit()
+    else:
+        session.flush()
     return describe(row)

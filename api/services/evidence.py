@@ -214,9 +214,12 @@ def evidence_file(session: Session, *, actor: Actor, sha256: str) -> Evidence:
     return evidence
 
 
-def period_evidence(session: Session, *, actor: Actor, enterprise_id: str, period: str) -> list[dict[str, Any]]:
-    """The evidence linked to an enterprise-period; another enterprise's period is not found for an enterprise user."""
+def period_evidence(session: Session, *, actor: Actor, enterprise_id: str, period: str, limit: int = 1000,
+                    offset: int = 0) -> dict[str, Any]:
+    """A page of the evidence linked to an enterprise-period; another enterprise's period is not found."""
     if not may_see(actor, enterprise_id):
         raise PeriodNotFoundError(enterprise_id, period)
-    return [{**evidence_record(evidence), "link": link_record(link)}
-            for link, evidence in repository.links_of_period(session, enterprise_id=enterprise_id, period=period)]
+    total, links = repository.links_of_period(session, enterprise_id=enterprise_id, period=period, limit=limit,
+                                              offset=offset)
+    return {"total": total, "limit": limit, "offset": offset,
+            "items": [{**evidence_record(evidence), "link": link_record(link)} for link, evidence in links]}

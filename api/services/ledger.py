@@ -108,8 +108,8 @@ def ensure_compliance_accounts(session: Session, enterprise_ids: Iterable[str]) 
     return [compliance_account_id(e) for e in wanted]
 
 
-def open_account(session: Session, *, actor: Actor, account_id: str, kind: str, owner_id: str, name: str
-                 ) -> dict[str, Any]:
+def open_account(session: Session, *, actor: Actor, account_id: str, kind: str, owner_id: str, name: str,
+                 commit: bool = True) -> dict[str, Any]:
     """Open a trader or lender account (compliance accounts open with the registry, system ones by themselves)."""
     if kind not in (TRADER, LENDER):
         raise LedgerError(f"an officer opens trader and lender accounts, not {kind}", code="unknown_account_kind")
@@ -123,7 +123,8 @@ def open_account(session: Session, *, actor: Actor, account_id: str, kind: str, 
     repository.add_account(session, row)
     audit.append(session, actor=actor, action="ledger.open_account", target=f"account/{account_id}",
                  detail={"kind": kind, "owner_id": owner_id})
-    session.commit()
+    if commit:  # False when the caller commits (with its Idempotency-Key record)
+        session.commit()
     return describe_account(row)
 
 

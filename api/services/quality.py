@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from accounting import quality
@@ -115,12 +115,13 @@ def latest_run_id(session: Session) -> str | None:
 
 
 def current_findings(session: Session, *, actor: Actor, enterprise_id: str | None = None, period: str | None = None,
-                     rule: str | None = None, severity: str | None = None) -> dict[str, Any]:
-    """The findings of the latest recorded run, filtered, each with the period's current submission and state."""
+                     rule: str | None = None, severity: str | None = None, limit: int = 1000, offset: int = 0
+                     ) -> dict[str, Any]:
+    """One page of the findings of the latest recorded run, filtered, with each period's submission and state."""
     visible = _visible(actor, enterprise_id)
     run_id = latest_run_id(session)
     if run_id is None:
-        return {"run_id": None, "recorded_at": None, "items": []}
+        return {"run_id": None, "recorded_at": None, "items": [], "total": 0, "limit": limit, "offset": offset}
     statement = select(QualityFinding).where(QualityFinding.run_id == run_id)
     for column, value in ((QualityFinding.enterprise_id, enterprise_id), (QualityFinding.period, period),
                           (QualityFinding.rule, rule), (QualityFinding.severity, severity)):
@@ -128,8 +129,9 @@ def current_findings(session: Session, *, actor: Actor, enterprise_id: str | Non
             statement = statement.where(column == value)
     if visible is not None:
         statement = statement.where(QualityFinding.enterprise_id.in_(visible))
+    total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
     rows = session.scalars(statement.order_by(QualityFinding.enterprise_id, QualityFinding.period,
-                                              QualityFinding.rule, QualityFinding.id)).all()
+                                              QualityFinding.rule, QualityFinding.id).limit(limit).offset(offset)).all()
     keys = {(r.enterprise_id, r.period) for r in rows}
     reviews = {(r.enterprise_id, r.period): r for r in session.scalars(select(PeriodReview).where(
         PeriodReview.enterprise_id.in_({k[0] for k in keys}), PeriodReview.period.in_({k[1] for k in keys}))).all()}
@@ -141,7 +143,8 @@ def current_findings(session: Session, *, actor: Actor, enterprise_id: str | Non
                       "recorded_at": row.created_at.isoformat(),
                       "submission_id": review.submission_id if review else None,
                       "status": review.status if review else None, "held": bool(review.held) if review else False})
-    return {"run_id": run_id, "recorded_at": rows[0].created_at.isoformat() if rows else None, "items": items}
+    return {"run_id": run_id, "recorded_at": rows[0].created_at.isoformat() if rows else None, "items": items,
+            "total": total, "limit": limit, "offset": offset}
 
 
 def factor_check(library: FactorLibrary, *, edition: str | None = None,

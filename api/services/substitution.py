@@ -186,10 +186,12 @@ def _write(session: Session, *, actor: Actor, row: PeriodReview | None, status: 
     return {**record, "calculation_id": calculation.calculation_id, "review": state}
 
 
-def list_substitutions(session: Session, *, actor: Actor, enterprise_id: str | None = None) -> list[dict[str, Any]]:
-    """The substitutions an actor may see, newest first: an enterprise user sees only its own enterprises'."""
+def list_substitutions(session: Session, *, actor: Actor, enterprise_id: str | None = None, limit: int = 1000,
+                       offset: int = 0) -> dict[str, Any]:
+    """A page of the substitutions an actor may see, newest first: an enterprise user sees only its own enterprises'."""
     if enterprise_id is not None and not actor.speaks_for(enterprise_id):
         raise ReviewError(f"{actor.actor_id} does not act for enterprise {enterprise_id}", code="not_own_enterprise")
     wanted = {enterprise_id} if enterprise_id is not None else (
         actor.enterprise_ids if actor.role == "enterprise" else None)
-    return [record_of(s) for s in repository.listed(session, enterprise_ids=wanted)]
+    total, rows = repository.listed(session, enterprise_ids=wanted, limit=limit, offset=offset)
+    return {"total": total, "limit": limit, "offset": offset, "items": [record_of(s) for s in rows]}

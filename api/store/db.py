@@ -35,14 +35,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+#: Execution options of a transaction that only reads (``session.connection(execution_options=READ_ONLY)``).
+READ_ONLY = {"carbon_read_only": True}
+
+
 def _begin_immediate(connection: Any) -> None:
     """SQLite: take the write lock when a transaction starts, not at its first write.
 
     Two writers that both read first and then write would otherwise fail at the write with
     "database is locked" instead of waiting their turn; with BEGIN IMMEDIATE the second one waits
-    (busy timeout) and then reads what the first wrote, as under PostgreSQL's row locks.
+    (busy timeout) and then reads what the first wrote, as under PostgreSQL's row locks. A transaction
+    marked :data:`READ_ONLY` (checking a sign-in) begins deferred: in WAL mode it never waits for a writer.
     """
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    read_only = connection.get_execution_options().get("carbon_read_only", False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def create_db_engine(url: str) -> Engine:

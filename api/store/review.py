@@ -144,13 +144,15 @@ def add_link(session: Session, link: EvidenceLink) -> None:
     session.flush()
 
 
-def links_of_period(session: Session, *, enterprise_id: str, period: str) -> list[tuple[EvidenceLink, Evidence]]:
-    """The evidence linked to an enterprise-period (to the whole period or to its lines), oldest link first."""
+def links_of_period(session: Session, *, enterprise_id: str, period: str, limit: int = 1000, offset: int = 0
+                    ) -> tuple[int, list[tuple[EvidenceLink, Evidence]]]:
+    """A page of the evidence linked to an enterprise-period (or its lines), oldest link first, and the count."""
+    where = (EvidenceLink.enterprise_id == enterprise_id, EvidenceLink.period == period)
+    total = session.scalar(select(func.count()).select_from(EvidenceLink).where(*where)) or 0
     rows = session.execute(select(EvidenceLink, Evidence)
-                           .join(Evidence, Evidence.sha256 == EvidenceLink.evidence_sha256)
-                           .where(EvidenceLink.enterprise_id == enterprise_id, EvidenceLink.period == period)
-                           .order_by(EvidenceLink.linked_at, EvidenceLink.id)).all()
-    return [(link, evidence) for link, evidence in rows]
+                           .join(Evidence, Evidence.sha256 == EvidenceLink.evidence_sha256).where(*where)
+                           .order_by(EvidenceLink.linked_at, EvidenceLink.id).limit(limit).offset(offset)).all()
+    return total, [(link, evidence) for link, evidence in rows]
 
 
 def evidence_enterprises(session: Session, *, sha256: str) -> set[str]:

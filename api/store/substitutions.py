@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.store.schema import Calculation, PeriodReview, Substitution
@@ -24,12 +24,15 @@ def latest(session: Session, *, enterprise_id: str, period: str) -> Substitution
         .order_by(Substitution.created_at.desc()).limit(1)).one_or_none()
 
 
-def listed(session: Session, *, enterprise_ids: Collection[str] | None = None) -> list[Substitution]:
-    """Every substitution (of these enterprises), newest first."""
-    statement = select(Substitution).order_by(Substitution.created_at.desc(), Substitution.substitution_id)
+def listed(session: Session, *, enterprise_ids: Collection[str] | None = None, limit: int = 1000, offset: int = 0
+           ) -> tuple[int, list[Substitution]]:
+    """One page of the substitutions (of these enterprises), newest first, and how many there are."""
+    statement = select(Substitution)
     if enterprise_ids is not None:
         statement = statement.where(Substitution.enterprise_id.in_(sorted(enterprise_ids)))
-    return list(session.scalars(statement).all())
+    total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
+    page = statement.order_by(Substitution.created_at.desc(), Substitution.substitution_id).limit(limit).offset(offset)
+    return total, list(session.scalars(page).all())
 
 
 def in_force(session: Session, *, months: list[str] | None = None) -> list[dict[str, Any]]:

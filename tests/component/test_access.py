@@ -33,7 +33,12 @@ MISSING = "91410100MA00000000"
 HEADERS = {"enterprise": enterprise(OWN), "verifier": VERIFIER, "officer": OFFICER, "trader": TRADER,
            "engineer": ENGINEER, "admin": ADMIN}
 PATH_VALUES = {"period": "2024-01", "submission_id": "00000000-0000-4000-8000-000000000000",
-               "sha256": "0" * 64, "key_id": "0" * 16, "user_id": "officer-li", "path": "index.html"}
+               "sha256": "0" * 64, "key_id": "0" * 16, "user_id": "officer-li", "path": "index.html", "year": "2024",
+               "approval_id": "0" * 32, "plan_id": "zone-2024", "version": "1", "auction_id": "0" * 32,
+               "bid_id": "0" * 32, "encumbrance_id": "0" * 32, "counterparty_id": f"CA-{OTHER}"}
+#: The account a role's user holds (own_account), and accounts of others.
+OWN_ACCOUNTS = {"enterprise": f"CA-{OWN}", "trader": "TR-QIAN"}
+FOREIGN_ACCOUNTS = (f"CA-{OTHER}", "TR-ZHOU", "SYS-ISSUANCE")
 METHODS = ("get", "post", "put", "patch", "delete")
 
 
@@ -48,8 +53,8 @@ def operations(document: dict[str, Any]) -> list[tuple[str, str]]:
             if method in METHODS]
 
 
-def url_of(path: str, *, enterprise_id: str) -> str:
-    values = {**PATH_VALUES, "enterprise_id": enterprise_id}
+def url_of(path: str, *, enterprise_id: str = OWN, account_id: str = f"CA-{OWN}") -> str:
+    values = {**PATH_VALUES, "enterprise_id": enterprise_id, "account_id": account_id}
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 
 
@@ -79,8 +84,7 @@ def test_every_route_answers_every_role_as_the_table_says(client: TestClient) ->
     checked = 0
     for method, path in operations(document):
         access = POLICY[(method, template_of(client, method, path))]
-        url = url_of(path, enterprise_id=OWN)
-        status, code = call(client, method, url, {})
+        status, code = call(client, method, url_of(path), {})
         where = f"{method} {path} anonymous"
         if access.public:
             assert status not in (401, 403), where
@@ -91,7 +95,8 @@ def test_every_route_answers_every_role_as_the_table_says(client: TestClient) ->
         for role in USER_ROLES:
             where = f"{method} {path} as {role}"
             rule = access.roles.get(role)
-            status, code = call(client, method, url, HEADERS[role])
+            status, code = call(client, method, url_of(path, account_id=OWN_ACCOUNTS.get(role, f"CA-{OWN}")),
+                                HEADERS[role])
             checked += 1
             if access.public:
                 assert status not in (401, 403), where
@@ -103,6 +108,12 @@ def test_every_route_answers_every_role_as_the_table_says(client: TestClient) ->
                 assert (status, code) != (404, "not_found"), f"{where}: own enterprise refused"
                 for foreign in (OTHER, MISSING):
                     answer = call(client, method, url_of(path, enterprise_id=foreign), HEADERS[role])
+                    assert answer == (404, "not_found"), f"{where}: {foreign} gave {answer}"
+                    checked += 1
+            if rule is Rule.OWN_ACCOUNT:
+                assert (status, code) != (404, "not_found"), f"{where}: own account refused"
+                for foreign in FOREIGN_ACCOUNTS:
+                    answer = call(client, method, url_of(path, account_id=foreign), HEADERS[role])
                     assert answer == (404, "not_found"), f"{where}: {foreign} gave {answer}"
                     checked += 1
     assert checked >= len(POLICY) * (1 + len(USER_ROLES))

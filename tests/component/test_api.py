@@ -34,6 +34,7 @@ from api.store.db import session_factory
 from api.store.schema import AuditEntry, PeriodReview, ReviewEvent, Submission, SubmissionPeriod
 from pipelines.settings import Settings
 from pipelines.warehouse import calculate_sources
+from tests.auth_support import ENGINEER, OFFICER, TRADER, VERIFIER, enterprise
 from tests.conftest import SAMPLE_DIR, zone_settings
 from tests.support import load_zone, sample_rows, to_csv
 
@@ -41,6 +42,13 @@ CHP_PLANT = "914101022286058318"  # coal-fired CHP: fuels with measured paramete
 CEMENT_PLANT = "91410100437387498P"  # clinker lines: process emissions
 UNKNOWN_ID = "91410100MA00000000"
 PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+def client(published_zone: Settings) -> Iterator[TestClient]:
+    """An API client over the published zone, signed in as an officer (who may read every route here)."""
+    with TestClient(create_app(published_zone), headers=OFFICER) as test_client:
+        yield test_client
 
 
 def relative_close(a: float, b: float, *, tolerance: float = 1e-6) -> bool:
@@ -73,7 +81,7 @@ def test_without_a_published_snapshot_reads_answer_503_naming_carbon_run(tmp_pat
     with TestClient(create_app(settings)) as client:
         assert client.get("/healthz").status_code == 200
         for path in ("/readyz", "/v1/enterprises", f"/v1/enterprises/{CHP_PLANT}/emissions/yearly"):
-            body = assert_problem(client.get(path), status=503, code="snapshot_unavailable")
+            body = assert_problem(client.get(path, headers=OFFICER), status=503, code="snapshot_unavailable")
             assert "carbon run" in body["detail"]
 
 
@@ -82,7 +90,7 @@ def test_a_republished_snapshot_is_read_without_restarting(published_zone: Setti
     serving = tmp_path / "serving.duckdb"
     shutil.copyfile(published_zone.serving, serving)
     settings = zone_settings(tmp_path)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=OFFICER) as client:
         assert client.get("/v1/enterprises").json()["total"] == 34
         fewer = tmp_path / ".next.duckdb"
         shutil.copyfile(published_zone.serving, fewer)
@@ -146,6 +154,30 @@ def test_an_unknown_enterprise_is_a_404_problem_everywhere(client: TestClient) -
                  f"/v1/enterprises/{UNKNOWN_ID}/emissions/yearly", f"/v1/enterprises/{UNKNOWN_ID}/lineage/2023-01"):
         assert_problem(client.get(path), status=404, code="enterprise_not_found")
     assert_problem(client.get("/v1/no-such-thing"), status=404, code="not_found")
+
+
+def test_an_enterprise_user_reads_its_own_enterprise_and_another_is_as_missing_as_an_unknown_one(
+        client: TestClient) -> None:
+    """The access gate answers another enterprise's paths exactly as it answers an enterprise that does not exist."""
+    own = enterprise(CHP_PLANT)
+    assert client.get(f"/v1/enterprises/{CHP_PLANT}", headers=own).json()["enterprise_id"] == CHP_PLANT
+    assert client.get(f"/v1/enterprises/{CHP_PLANT}/emissions/yearly", headers=own).status_code == 200
+    listed = client.get("/v1/enterprises", headers=own).json()
+    assert [e["enterprise_id"] for e in listed["items"]] == [CHP_PLANT] and listed["total"] == 1
+    for suffix in ("", "/emissions/monthly", "/emissions/yearly", "/lineage/2023-01"):
+        other = assert_problem(client.get(f"/v1/enterprises/{CEMENT_PLANT}{suffix}", headers=own),
+                               status=404, code="not_found")
+        missing = assert_problem(client.get(f"/v1/enterprises/{UNKNOWN_ID}{suffix}", headers=own),
+                                 status=404, code="not_found")
+        assert {k: v for k, v in other.items() if k != "request_id"} == \
+            {k: v for k, v in missing.items() if k != "request_id"}
+    assert client.get(f"/v1/enterprises/{CEMENT_PLANT}", headers=TRADER).status_code == 200
+    assert_problem(client.get(f"/v1/enterprises/{CEMENT_PLANT}/emissions/yearly", headers=TRADER),
+                   status=403, code="role_not_allowed")
+    anonymous = TestClient(client.app)
+    assert_problem(anonymous.get(f"/v1/enterprises/{CHP_PLANT}"), status=401, code="authentication_required")
+    assert_problem(anonymous.get("/v1/enterprises", headers={"Authorization": "Bearer cs_not-a-token"}),
+                   status=401, code="authentication_required")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,9 +324,6 @@ def test_a_calculation_takes_a_json_body_and_options(client: TestClient) -> None
 
 # ---------------------------------------------------------------------------------------------
 # Submissions: each test has its own database (SQLite and PostgreSQL) with the sample registry
-
-ENGINEER = {"X-Actor-Id": "engineer-chen", "X-Role": "engineer"}
-
 
 @pytest.fixture
 def intake(tmp_path: Path, published_zone: Settings, database_url: str) -> Iterator[tuple[TestClient, Settings]]:
@@ -447,12 +476,15 @@ def test_an_oversize_unsupported_or_anonymous_body_is_refused_before_anything_is
                    status=415, code="unsupported_media_type")
     wrong_field = client.post("/v1/submissions", files={"other": ("x.csv", small_csv(), "text/csv")})
     assert_problem(wrong_field, status=422, code="invalid_request")
-    anonymous = client.post("/v1/submissions", files={"file": ("a.csv", small_csv(), "text/csv")},
-                            headers={"X-Actor-Id": "", "X-Role": ""})
+    anonymous = TestClient(client.app).post("/v1/submissions", files={"file": ("a.csv", small_csv(), "text/csv")})
     assert_problem(anonymous, status=401, code="authentication_required")
-    system = client.post("/v1/submissions", files={"file": ("a.csv", small_csv(), "text/csv")},
-                         headers={"X-Role": "system"})
-    assert_problem(system, status=403, code="role_not_allowed")
+    forged = client.post("/v1/submissions", files={"file": ("a.csv", small_csv(), "text/csv")},
+                         headers={"Authorization": "Bearer ck_0123456789abcdef_" + "x" * 43})
+    assert_problem(forged, status=401, code="authentication_required")
+    for refused_role in (VERIFIER, TRADER):
+        refused = client.post("/v1/submissions", files={"file": ("a.csv", small_csv(), "text/csv")},
+                              headers=refused_role)
+        assert_problem(refused, status=403, code="role_not_allowed")
     assert stored(settings) == before
 
 

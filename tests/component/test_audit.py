@@ -20,18 +20,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from pipelines.settings import Settings
+from tests.auth_support import ENGINEER, OFFICER, VERIFIER, enterprise
 from tests.conftest import ROOT
-from tests.review_support import (
-    CHP_PLANT,
-    ENGINEER,
-    GAS_HEATING,
-    OFFICER,
-    VERIFIER,
-    Zone,
-    enterprise,
-    enterprise_month,
-    review_zone,
-)
+from tests.review_support import CHP_PLANT, GAS_HEATING, Zone, enterprise_month, review_zone
 
 
 @pytest.fixture

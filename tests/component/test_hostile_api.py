@@ -21,12 +21,11 @@ from api.deps import MAX_OFFSET, MAX_PAGE_SIZE
 from api.main import create_app
 from api.store.db import session_factory
 from pipelines.settings import Settings
+from tests.auth_support import ENGINEER, OFFICER
 from tests.component.test_api import CHP_PLANT, assert_problem, small_csv, stored
 from tests.conftest import zone_settings
 from tests.support import load_zone
 
-ENGINEER = {"X-Actor-Id": "engineer-chen", "X-Role": "engineer"}
-OFFICER = {"X-Actor-Id": "officer-wang", "X-Role": "officer"}
 MAX_ROWS = 4
 
 

@@ -13,16 +13,17 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
+from api import access
 from api.main import create_app
 from api.rate_limit import TokenBuckets
 from api.request_log import REQUEST_LOGGER_NAME, JsonFormatter
 from pipelines.settings import Settings, SettingsFileError
+from tests.auth_support import OFFICER, VERIFIER, enterprise, enterprise_user_id
 from tests.conftest import zone_settings
 
-ACTOR_ID = "actor-7f3a-secret"
-ENTERPRISE_ID = "914101029876543210"
-ACTOR_HEADERS = {"X-Actor-Id": ACTOR_ID, "X-Role": "enterprise", "X-Enterprise-Ids": ENTERPRISE_ID,
-                 "Authorization": "Bearer not-a-real-token-5e1d"}
+ENTERPRISE_ID = "914101022286058318"  # the coal-fired CHP plant of the sample zone
+ACTOR_ID = enterprise_user_id((ENTERPRISE_ID,))
+ACTOR_HEADERS = enterprise(ENTERPRISE_ID)
 
 
 class _Lines(logging.Handler):
@@ -63,7 +64,8 @@ def test_a_request_is_logged_as_one_json_line_with_no_actor_or_enterprise_data(
     assert entry["role"] == "enterprise"
     assert isinstance(entry["duration_ms"], float) and entry["duration_ms"] >= 0
     assert entry["client"] and "testclient" not in line
-    for secret in (ACTOR_ID, ENTERPRISE_ID, "not-a-real-token", "2024-03"):
+    key = ACTOR_HEADERS["Authorization"].removeprefix("Bearer ")
+    for secret in (ACTOR_ID, ENTERPRISE_ID, key, key[:19], key[19:], "2024-03"):
         assert secret not in line
 
 
@@ -78,8 +80,10 @@ def test_a_valid_request_id_is_echoed_and_an_invalid_one_replaced_with_a_uuid(tm
     assert first != second
 
 
-def test_error_responses_carry_the_request_id_in_the_body_and_header(tmp_path: Path, log_lines: list[str]) -> None:
+def test_error_responses_carry_the_request_id_in_the_body_and_header(
+        tmp_path: Path, log_lines: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     app = create_app(zone_settings(tmp_path))
+    monkeypatch.setitem(access.POLICY, ("GET", "/boom"), access.PUBLIC)  # a route of this test only
 
     def boom() -> None:
         raise ZeroDivisionError("an internal detail")
@@ -98,24 +102,30 @@ def test_error_responses_carry_the_request_id_in_the_body_and_header(tmp_path: P
     assert "internal detail" not in log_lines[1]
 
 
-def test_a_client_past_its_burst_gets_429_with_retry_after_while_others_and_probes_pass(
+def test_a_signed_in_user_past_its_burst_gets_429_with_retry_after_while_others_and_probes_pass(
         tmp_path: Path, log_lines: list[str]) -> None:
     app = create_app(zone_settings(tmp_path, rate_limit_per_minute=6, rate_limit_burst=3))
-    client = TestClient(app)
-    alice, bob = {"X-Actor-Id": "alice"}, {"X-Actor-Id": "bob"}
-    assert [client.get("/nowhere", headers=alice).status_code for _ in range(3)] == [404] * 3
-    refused = client.get("/nowhere", headers=alice)
-    assert refused.status_code == 429
-    assert refused.headers["content-type"] == "application/problem+json"
-    assert refused.json()["code"] == "rate_limited"
-    assert 1 <= int(refused.headers["Retry-After"]) <= 10  # one token at 6 per minute: 10 s
-    assert refused.json()["request_id"] == refused.headers["X-Request-ID"]
-    assert client.get(f"/v1/review/periods/{ENTERPRISE_ID}/2024-03", headers=alice).status_code == 429
-    assert json.loads(log_lines[-1])["path"] == "/v1/review/periods/{enterprise_id}/{period}"  # logged by template
-    assert ENTERPRISE_ID not in log_lines[-1]
-    assert client.get("/nowhere", headers=bob).status_code == 404
-    assert client.get("/nowhere").status_code == 404  # no actor: limited by address, a bucket of its own
-    assert all(client.get(p, headers=alice).status_code != 429 for p in ["/healthz"] * 5)
+    with TestClient(app) as client:
+        assert [client.get("/v1/review/queue", headers=OFFICER).status_code for _ in range(3)] == [200] * 3
+        refused = client.get("/v1/review/queue", headers=OFFICER)
+        assert refused.status_code == 429
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["code"] == "rate_limited"
+        assert 1 <= int(refused.headers["Retry-After"]) <= 10  # one token at 6 per minute: 10 s
+        assert refused.json()["request_id"] == refused.headers["X-Request-ID"]
+        assert client.get(f"/v1/review/periods/{ENTERPRISE_ID}/2024-03", headers=OFFICER).status_code == 429
+        assert json.loads(log_lines[-1])["path"] == "/v1/review/periods/{enterprise_id}/{period}"  # logged by template
+        assert ENTERPRISE_ID not in log_lines[-1]
+        # another user has a bucket of its own, and so has the address (requests without credentials)
+        assert [client.get("/v1/review/queue", headers=VERIFIER).status_code for _ in range(3)] == [200] * 3
+        assert [client.get("/nowhere").status_code for _ in range(2)] == [404] * 2
+        # a credential that fails to authenticate is a 401 and counts against the address, not a user
+        garbage = client.get("/v1/review/queue", headers={"Authorization": "Bearer ck_garbage"})
+        assert garbage.status_code == 401 and garbage.json()["code"] == "authentication_required"
+        assert client.get("/nowhere").status_code == 429  # the address bucket is now empty
+        assert client.get("/v1/review/queue", headers=VERIFIER).status_code == 429
+        assert all(client.get(p, headers=OFFICER).status_code == 200 for p in ["/healthz"] * 5)
+        assert all(client.get(p).status_code == 200 for p in ["/healthz"] * 5)
 
 
 def test_a_rate_limit_of_zero_disables_it(tmp_path: Path) -> None:
@@ -190,9 +200,15 @@ def test_cors_headers_are_sent_only_to_configured_origins(tmp_path: Path) -> Non
     assert "X-Request-ID" in allowed.headers["access-control-expose-headers"]
     preflight = client.options("/v1/review/queue", headers={
         "Origin": "https://a.example", "Access-Control-Request-Method": "GET",
-        "Access-Control-Request-Headers": "X-Actor-Id, X-Role"})
+        "Access-Control-Request-Headers": "Authorization, X-CSRF-Token"})
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == "https://a.example"
+    allowed_headers = preflight.headers["access-control-allow-headers"].lower()
+    assert "authorization" in allowed_headers and "x-csrf-token" in allowed_headers
+    old_identity = client.options("/v1/review/queue", headers={
+        "Origin": "https://a.example", "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "X-Actor-Id, X-Role"})
+    assert old_identity.status_code == 400  # the headers that once named the actor are not accepted
     other = client.get("/healthz", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in other.headers
     refused = client.options("/v1/review/queue", headers={

@@ -22,6 +22,7 @@ from api.services.review import record_findings
 from api.store.db import session_factory
 from pipelines.cli import main
 from pipelines.settings import Settings
+from tests.auth_support import ENGINEER, OFFICER, VERIFIER, enterprise
 from tests.conftest import SAMPLE_DIR, database_backends, postgres_database, zone_settings
 from tests.support import library_with_edition, load_zone
 
@@ -32,15 +33,6 @@ GAS_HEATING = "91410102170679896E"  # not declared; a key emitter by its balance
 KEY_EMITTERS = {CHP_PLANT, CEMENT_PLANT, GLASS_PLANT, GAS_HEATING}
 ALL_MONTHS = [p.stem for p in sorted((SAMPLE_DIR / "activity").glob("*.csv"))]
 WITHHELD = ["2023-05", "2024-02", "2024-11"]
-
-VERIFIER = {"X-Actor-Id": "verifier-zhao", "X-Role": "verifier"}
-OFFICER = {"X-Actor-Id": "officer-li", "X-Role": "officer"}
-ENGINEER = {"X-Actor-Id": "engineer-chen", "X-Role": "engineer"}
-
-
-def enterprise(enterprise_id: str) -> dict[str, str]:
-    return {"X-Actor-Id": f"user-{enterprise_id[-4:]}", "X-Role": "enterprise", "X-Enterprise-Ids": enterprise_id}
-
 
 @pytest.fixture(scope="module", params=database_backends())
 def withheld_zone(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
@@ -167,7 +159,7 @@ def test_an_enterprise_sees_only_its_own_findings(findings_zone) -> None:
 def test_no_findings_before_the_first_run(tmp_path: Path, database_url: str) -> None:
     with TestClient(create_app(zone_settings(tmp_path, database_url=database_url))) as client:
         assert client.get("/v1/quality/findings", headers=ENGINEER).json() == {
-            "run_id": None, "recorded_at": None, "items": []}
+            "run_id": None, "recorded_at": None, "items": [], "total": 0, "limit": 100, "offset": 0}
 
 
 # --- factor check --------------------------------------------------------------------------------------
@@ -198,18 +190,21 @@ def test_carbon_factors_check_names_a_factor_1000_times_too_large(tmp_path: Path
 
 
 def test_the_data_docs_are_served_from_their_folder_only(client: TestClient, published_zone: Settings) -> None:
-    index = client.get("/v1/quality/data-docs/")
+    index = client.get("/v1/quality/data-docs/", headers=ENGINEER)
     assert index.status_code == 200 and index.headers["content-type"].startswith("text/html")
     assert b"plausibility_enterprise_months" in index.content
-    page = client.get("/v1/quality/data-docs/expectations/plausibility_fuel_lines.html")
+    page = client.get("/v1/quality/data-docs/expectations/plausibility_fuel_lines.html", headers=ENGINEER)
     assert page.status_code == 200 and b"oxidation_rate" in page.content
-    css = client.get("/v1/quality/data-docs/static/styles/data_docs_default_styles.css")
+    css = client.get("/v1/quality/data-docs/static/styles/data_docs_default_styles.css", headers=VERIFIER)
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
     for sneaky in ("..%2F..%2Fcarbon.sqlite", "%2E%2E/%2E%2E/serving.duckdb", "static/../../../carbon.sqlite",
                    "nothing-here.html", "/etc/passwd"):
-        response = client.get(f"/v1/quality/data-docs/{sneaky}")
+        response = client.get(f"/v1/quality/data-docs/{sneaky}", headers=OFFICER)
         assert response.status_code == 404, sneaky
         assert response.headers["content-type"] == "application/problem+json"
+    assert client.get("/v1/quality/data-docs/").status_code == 401  # no credentials
+    refused = client.get("/v1/quality/data-docs/", headers=enterprise(CHP_PLANT))
+    assert refused.status_code == 403 and refused.json()["code"] == "role_not_allowed"
 
 
 def test_a_symlink_out_of_the_data_docs_is_not_followed(tmp_path: Path) -> None:
@@ -220,12 +215,12 @@ def test_a_symlink_out_of_the_data_docs_is_not_followed(tmp_path: Path) -> None:
     (tmp_path / "secret.txt").write_text("secret", encoding="utf-8")
     (folder / "leak.txt").symlink_to(tmp_path / "secret.txt")
     with TestClient(create_app(settings)) as client:
-        assert client.get("/v1/quality/data-docs/").text == "<html>docs</html>"
-        assert client.get("/v1/quality/data-docs/leak.txt").status_code == 404
+        assert client.get("/v1/quality/data-docs/", headers=ENGINEER).text == "<html>docs</html>"
+        assert client.get("/v1/quality/data-docs/leak.txt", headers=OFFICER).status_code == 404
 
 
 def test_data_docs_are_a_503_problem_before_the_first_run(tmp_path: Path) -> None:
     with TestClient(create_app(zone_settings(tmp_path))) as client:
-        response = client.get("/v1/quality/data-docs/")
+        response = client.get("/v1/quality/data-docs/", headers=ENGINEER)
     assert response.status_code == 503 and response.json()["code"] == "data_docs_unavailable"
     assert response.headers["content-type"] == "application/problem+json"

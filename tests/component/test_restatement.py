@@ -31,8 +31,9 @@ from pipelines.cli import main
 from pipelines.resources import AccountingResource
 from pipelines.runner import materialize_all
 from pipelines.settings import Settings, get_settings
+from tests.auth_support import OFFICER, VERIFIER, enterprise
 from tests.conftest import dagster_home
-from tests.review_support import CHP_PLANT, OFFICER, VERIFIER, Zone, enterprise, review_zone, sample_rows, to_csv
+from tests.review_support import CHP_PLANT, Zone, review_zone, sample_rows, to_csv
 from tests.support import library_with_edition
 
 YEAR_2024 = tuple(f"2024-{m:02d}" for m in range(1, 13))

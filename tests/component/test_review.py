@@ -23,17 +23,13 @@ from api.services import review
 from api.services.review import PeriodStateError, StaleStateError, record_findings
 from pipelines.runner import materialize_all
 from pipelines.settings import Settings
+from tests.auth_support import ENGINEER, OFFICER, OFFICER_2, VERIFIER, enterprise, enterprise_user_id
 from tests.conftest import dagster_home
 from tests.review_support import (
     CEMENT_PLANT,
     CHP_PLANT,
-    ENGINEER,
     GAS_HEATING,
-    OFFICER,
-    OFFICER_2,
-    VERIFIER,
     Zone,
-    enterprise,
     enterprise_month,
     review_zone,
     sample_rows,
@@ -121,9 +117,17 @@ def test_a_calculated_month_is_reviewed_commented_per_line_recommended_approved_
 def test_a_period_is_hidden_from_other_enterprises_and_actions_need_the_right_role(zone: Zone) -> None:
     missing = problem(zone.client.get(f"/v1/review/periods/{CHP_PLANT}/2019-01", headers=OFFICER),
                       status=404, code="period_not_found")
+    assert missing["detail"]
+    # another enterprise's period is refused by the access gate exactly as a period or enterprise that does not exist
     other = problem(zone.client.get(f"/v1/review/periods/{CHP_PLANT}/2024-01", headers=enterprise(GAS_HEATING)),
-                    status=404, code="period_not_found")
-    assert other["detail"].replace("2024-01", "P") == missing["detail"].replace("2019-01", "P")
+                    status=404, code="not_found")
+    for absent in (f"{CHP_PLANT}/2019-01", "91410100MA00000000/2024-01"):
+        nowhere = problem(zone.client.get(f"/v1/review/periods/{absent}", headers=enterprise(GAS_HEATING)),
+                          status=404, code="not_found")
+        assert nowhere["detail"] == other["detail"]
+    own_missing = problem(zone.client.get(f"/v1/review/periods/{GAS_HEATING}/2019-01", headers=enterprise(GAS_HEATING)),
+                          status=404, code="period_not_found")
+    assert own_missing["detail"].replace(GAS_HEATING, "E") == missing["detail"].replace(CHP_PLANT, "E")
     assert zone.state(CHP_PLANT, "2024-01", enterprise(GAS_HEATING, CHP_PLANT))["status"] == "calculated"
     assert zone.state(CHP_PLANT, "2024-01", ENGINEER)["status"] == "calculated"
     problem(zone.client.get(f"/v1/review/periods/{CHP_PLANT}/2024-01"), status=401, code="authentication_required")
@@ -434,16 +438,22 @@ def test_evidence_is_stored_once_by_sha256_linked_to_a_line_and_read_only_by_who
 
     listed = zone.client.get(f"/v1/review/periods/{CHP_PLANT}/2024-01/evidence", headers=owner).json()["items"]
     assert [(i["sha256"], i["link"]["row_number"]) for i in listed] == [(sha, row), (sha, None)]
-    problem(zone.client.get(f"/v1/review/periods/{CHP_PLANT}/2024-01/evidence", headers=enterprise(GAS_HEATING)),
-            status=404, code="period_not_found")
+    hidden = problem(zone.client.get(f"/v1/review/periods/{CHP_PLANT}/2024-01/evidence",
+                                     headers=enterprise(GAS_HEATING)), status=404, code="not_found")
+    absent = problem(zone.client.get(f"/v1/review/periods/{CHP_PLANT}/2019-01/evidence",
+                                     headers=enterprise(GAS_HEATING)), status=404, code="not_found")
+    assert hidden["detail"] == absent["detail"]
 
     for headers in (owner, VERIFIER, OFFICER):
         download = zone.client.get(f"/v1/review/evidence/{sha}", headers=headers)
         assert download.status_code == 200 and download.content == content
         assert download.headers["content-type"] == "application/pdf"
         assert "invoice.pdf" in download.headers["content-disposition"]
-    problem(zone.client.get(f"/v1/review/evidence/{sha}", headers=enterprise(GAS_HEATING)), status=404,
-            code="evidence_not_found")
+    foreign = problem(zone.client.get(f"/v1/review/evidence/{sha}", headers=enterprise(GAS_HEATING)), status=404,
+                      code="evidence_not_found")
+    unknown = problem(zone.client.get(f"/v1/review/evidence/{'0' * 64}", headers=enterprise(GAS_HEATING)),
+                      status=404, code="evidence_not_found")
+    assert foreign["detail"].replace(sha, "S") == unknown["detail"].replace("0" * 64, "S")
     problem(zone.client.get(f"/v1/review/evidence/{sha}", headers=ENGINEER), status=403, code="role_not_allowed")
     problem(zone.client.get(f"/v1/review/evidence/{'0' * 64}", headers=OFFICER), status=404,
             code="evidence_not_found")
@@ -452,7 +462,7 @@ def test_evidence_is_stored_once_by_sha256_linked_to_a_line_and_read_only_by_who
     assert entries["total"] == 2 and {e["target"] for e in entries["items"]} == {f"period:{CHP_PLANT}:2024-01"}
     stored = zone.client.get("/v1/review/audit", params={"target": f"evidence:{sha}"}, headers=OFFICER).json()
     assert [e["action"] for e in stored["items"]] == ["evidence.store"]
-    assert stored["items"][0]["actor_id"] == owner["X-Actor-Id"]
+    assert stored["items"][0]["actor_id"] == enterprise_user_id((CHP_PLANT,))
 
 
 def test_evidence_for_another_enterprise_a_wrong_line_or_too_large_is_refused_and_stores_nothing(zone: Zone) -> None:

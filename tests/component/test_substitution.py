@@ -30,8 +30,9 @@ from pipelines import warehouse as wh
 from pipelines.cli import main
 from pipelines.runner import materialize_all
 from pipelines.settings import Settings, get_settings
+from tests.auth_support import OFFICER, OFFICER_2, VERIFIER, enterprise
 from tests.conftest import dagster_home
-from tests.review_support import CHP_PLANT, OFFICER, VERIFIER, Zone, enterprise, enterprise_month, review_zone
+from tests.review_support import CHP_PLANT, Zone, enterprise_month, review_zone
 from tests.support import ENTERPRISE, csv_file
 
 MONTHS = ("2024-01", "2024-02", "2024-03", "2024-04", "2024-05", "2024-07")
@@ -120,11 +121,14 @@ def test_a_missing_month_is_substituted_by_the_highest_recent_month_and_publishe
             "out_zone__monthly_indicators where period = '2024-06' and sector_code = 'all' and category = 'all'")
         assert (count, substituted, zone_net) == (1, 1, pytest.approx(calculations[basis]["net_tco2e"]))
 
-        api_months = zone.client.get(f"/v1/enterprises/{CHP_PLANT}/emissions/monthly", params={"year": 2024}).json()
+        api_months = zone.client.get(f"/v1/enterprises/{CHP_PLANT}/emissions/monthly", params={"year": 2024},
+                                     headers=enterprise(CHP_PLANT)).json()
         assert {i["period"]: i["is_substituted"] for i in api_months["items"]}["2024-06"] is True
-        (api_year,) = zone.client.get(f"/v1/enterprises/{CHP_PLANT}/emissions/yearly").json()["items"]
+        (api_year,) = zone.client.get(f"/v1/enterprises/{CHP_PLANT}/emissions/yearly",
+                                      headers=enterprise(CHP_PLANT)).json()["items"]
         assert api_year["is_substituted"] and api_year["months_substituted"] == 2
-        indicators = zone.client.get("/v1/zone/indicators", params={"period": "2024-06"}).json()["items"]
+        indicators = zone.client.get("/v1/zone/indicators", params={"period": "2024-06"},
+                                     headers=VERIFIER).json()["items"]
         assert any(i["substituted_enterprise_count"] == 1 for i in indicators)
 
         # The run kept the substitutions as they were: no calculation of the rejected May lines took their place.
@@ -192,7 +196,7 @@ def test_of_two_officers_substituting_the_same_month_one_wins_and_the_other_is_t
     with review_zone(tmp_path, database_url=database_url, published=published_zone) as zone:
         first = post_substitution(zone, OFFICER, period="2024-03", expected_version=0)
         assert first.status_code == 201, first.text
-        second = post_substitution(zone, {"X-Actor-Id": "officer-wang", "X-Role": "officer"}, period="2024-03",
+        second = post_substitution(zone, OFFICER_2, period="2024-03",
                                    expected_version=0)
         assert problem_code(second, 409) == "stale_state"
         assert second.json()["current"]["is_substituted"] and second.json()["current"]["version"] == 1

@@ -27,21 +27,25 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from api.store import audit
-from api.store.schema import AuditEntry, PeriodReview, Submission, SubmissionPeriod
+from api.store.schema import AuditEntry, JournalEntryRow, PeriodReview, PostingRow, Submission, SubmissionPeriod
+from tests.auth_support import headers_for
 from tests.conftest import ROOT, SAMPLE_DIR
 
 STARTUP_SECONDS = 30
 REQUEST_SECONDS = 10
 
-OFFICER = {"X-Actor-Id": "officer-li", "X-Role": "officer"}
-ENGINEER = {"X-Actor-Id": "engineer-chen", "X-Role": "engineer"}
+OFFICER_ID = "officer-li"
+ENGINEER_ID = "engineer-chen"  # submits the scenarios' files: the submitter id recorded is this user id
+OFFICER = headers_for(OFFICER_ID)
+ENGINEER = headers_for(ENGINEER_ID)
 
 CHP_PLANT = "914101022286058318"  # coal-fired CHP of the sample registry
 SUBMISSION_HEADER = "enterprise_id,period,activity,item,quantity,unit\n"
@@ -322,3 +326,83 @@ def problems(session: Session, acknowledged: list[tuple[str, Acknowledged]]) -> 
 
 def row_counts(session: Session, *tables: Any) -> dict[str, int]:
     return {t.__tablename__: int(session.scalar(select(func.count()).select_from(t)) or 0) for t in tables}
+
+
+# --- the ledger: transfers between two trader accounts --------------------------------------------------
+
+LEDGER_ACCOUNTS = ("TR-QIAN", "TR-ZHOU")
+LEDGER_HOLDERS = {"TR-QIAN": headers_for("trader-qian"), "TR-ZHOU": headers_for("trader-zhou")}
+LEDGER_VINTAGE = "CEA-2025"
+
+
+def prepare_ledger(database_url: str, *, units: int = 1_000_000) -> None:
+    """The two traders' accounts with units, trusting each other at once (set up directly: the API's delay is
+    a day)."""
+    from accounting.ledger import ISSUANCE, transfer_entry
+    from accounting.review import Actor
+    from api.services import transfers
+    from api.services.ledger import ensure_system_accounts, new_entry_id, open_account, post, system_account_id
+    from api.store.db import create_db_engine, make_session_factory
+
+    officer = Actor(actor_id=OFFICER_ID, role="officer")
+    engine = create_db_engine(database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            ensure_system_accounts(session)
+            for account_id in LEDGER_ACCOUNTS:
+                open_account(session, actor=officer, account_id=account_id, kind="trader", owner_id=account_id,
+                             name=account_id, commit=False)
+                post(session, entry=transfer_entry(entry_id=new_entry_id(), kind="issue", to_account=account_id,
+                                                   from_account=system_account_id(ISSUANCE), instrument=LEDGER_VINTAGE,
+                                                   quantity=units), actor=officer)
+            for source, recipient in (LEDGER_ACCOUNTS, LEDGER_ACCOUNTS[::-1]):
+                holder = Actor(actor_id=source, role="trader", account_ids=frozenset({source}))
+                transfers.add_counterparty(session, actor=holder, account_id=source, counterparty_id=recipient,
+                                           delay=timedelta(0))
+            session.commit()
+    finally:
+        engine.dispose()
+
+
+def write_transfer(target: Target, n: int) -> Acknowledged | None:
+    """A trader's transfer of a few units to the other trader (directions alternate), with its own key."""
+    source, recipient = LEDGER_ACCOUNTS if n % 2 == 0 else LEDGER_ACCOUNTS[::-1]
+    quantity, key = 1 + n % 5, f"fault-{_RUN}-{n}"
+    answer = request("POST", f"{target.base_url}/v1/ledger/transfers",
+                     headers={**LEDGER_HOLDERS[source], "Idempotency-Key": key},
+                     json_body={"from_account": source, "to_account": recipient, "instrument": LEDGER_VINTAGE,
+                                "quantity": quantity, "memo": key})
+    if answer.status != 201:
+        return None
+    return {"entry_id": answer.body["entry"]["entry_id"], "from": source, "to": recipient, "quantity": quantity}
+
+
+def check_transfer(session: Session, ack: Acknowledged) -> str | None:
+    postings = session.scalars(select(PostingRow).where(PostingRow.entry_id == ack["entry_id"])).all()
+    if not postings:
+        return f"acknowledged transfer {ack['entry_id']} is missing"
+    expected = sorted([(ack["from"], "debit", ack["quantity"]), (ack["to"], "credit", ack["quantity"])])
+    if sorted((p.account_id, p.side, p.quantity) for p in postings) != expected:
+        return f"transfer {ack['entry_id']} differs from its acknowledgement"
+    return None
+
+
+register(Scenario("ledger_transfer", write_transfer, check_transfer))
+
+
+@register_invariant
+def ledger_verifies(session: Session) -> list[str]:
+    """Every entry has balanced postings, the stored balances are the journal's, every instrument is conserved."""
+    from api.services.ledger import verify
+
+    report = verify(session)
+    bare = session.scalars(select(JournalEntryRow.entry_id).where(
+        JournalEntryRow.entry_id.not_in(select(PostingRow.entry_id).distinct()))).all()
+    signed = case((PostingRow.side == "credit", PostingRow.quantity), else_=-PostingRow.quantity)
+    unbalanced = session.execute(select(PostingRow.entry_id, PostingRow.instrument).group_by(
+        PostingRow.entry_id, PostingRow.instrument).having(func.sum(signed) != 0)).all()
+    return ([f"ledger balance {d['account_id']}/{d['instrument']}: stored {d['stored']}, journal {d['journal']}"
+             for d in report["differences"]]
+            + [f"instrument {i} not conserved: {t}" for i, t in report["unbalanced_instruments"].items()]
+            + [f"journal entry {e} has no postings" for e in bare]
+            + [f"journal entry {e} does not balance in {i}" for e, i in unbalanced])

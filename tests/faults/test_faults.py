@@ -52,6 +52,7 @@ def prepare_zone(data_dir: Path, database_url: str, published: Settings) -> tupl
             PeriodReview.status == "calculated", PeriodReview.held.is_(False))
             .order_by(PeriodReview.period, PeriodReview.enterprise_id)).all()
     session_factory(settings).kw["bind"].dispose()
+    harness.prepare_ledger(settings.database)  # accounts with units for the ledger_transfer scenario
     assert len(periods) >= 8
     return settings, Target(base_url="", review_periods=tuple((e, p) for e, p in periods[:8]))
 
@@ -256,7 +257,7 @@ def test_two_workers_store_each_submission_once_and_let_one_conflicting_action_w
     try:
         with make_session_factory(engine)() as session:
             stored = session.scalar(select(func.count()).select_from(Submission).where(
-                Submission.submitter_id == harness.ENGINEER["X-Actor-Id"]))
+                Submission.submitter_id == harness.ENGINEER_ID))
             in_review = {(r.enterprise_id, r.period): (r.status, r.version) for r in session.scalars(
                 select(PeriodReview).where(PeriodReview.status == "in_review")).all()}
     finally:

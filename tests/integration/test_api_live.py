@@ -29,6 +29,7 @@ import pytest
 
 from api.store.db import session_factory
 from pipelines.settings import Settings
+from tests.auth_support import OFFICER
 from tests.conftest import ROOT, SAMPLE_DIR, dagster_home, zone_settings
 from tests.support import load_zone
 
@@ -93,9 +94,10 @@ def read_line(stream: IO[str], *, timeout: float) -> str:
     return stream.readline().strip() if ready else ""
 
 
-def get(base_url: str, path: str) -> tuple[int, Any]:
+def get(base_url: str, path: str, headers: dict[str, str] = OFFICER) -> tuple[int, Any]:
+    """GET ``path`` signed in with ``headers`` (an officer's API key unless told)."""
     try:
-        with urllib.request.urlopen(base_url + path, timeout=10) as response:
+        with urllib.request.urlopen(urllib.request.Request(base_url + path, headers=headers), timeout=10) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read() or b"null")
@@ -159,6 +161,8 @@ def read_everything(base_url: str) -> None:
     assert status == 200 and zone["items"][0]["net_tco2e"] is not None
     status, lineage = get(base_url, f"/v1/enterprises/{CHP_PLANT}/lineage/2023-01")
     assert status == 200 and lineage["lines"] and lineage["factors"]
+    status, problem = get(base_url, "/v1/enterprises?limit=5", headers={})
+    assert status == 401 and problem["code"] == "authentication_required"
 
 
 def yearly_run_id(base_url: str) -> str:
