@@ -65,7 +65,7 @@ def _run(args: argparse.Namespace, action: Callable[[Any, Any], Any], *, commit:
     if isinstance(result, tuple):  # (status, document) of a change
         result = result[1]
     _print_json(result)
-    if getattr(args, "ledger_command", None) == "verify":
+    if getattr(args, "ledger_command", None) in ("verify", "rebuild"):
         return 0 if result["ok"] else 1
     return 0
 
@@ -85,6 +85,8 @@ def cmd_ledger(args: argparse.Namespace) -> int:
         return _run(args, lambda s, a: transfers.account_detail(s, account_id=args.account_id))
     if command == "verify":
         return _run(args, lambda s, a: ledger.verify(s))
+    if command == "rebuild":
+        return _run(args, lambda s, a: ledger.rebuild_balances(s, actor=a))
     if command == "encumbrances":
         return _run(args, lambda s, a: encumbrances.list_encumbrances(
             s, actor=a, account_id=args.account, in_force=not args.all, limit=args.limit, offset=args.offset))
@@ -169,6 +171,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     listed.add_argument("--all", action="store_true", help="released ones too")
     _paging(listed)
     sub.add_parser("verify", help="rebuild balances from the journal and check conservation (exit 1 if not ok)")
+    sub.add_parser("rebuild", help="rewrite the stored balances from the journal (audited), then verify")
     ledger.set_defaults(handler=cmd_ledger)
 
     approvals = commands.add_parser("approvals", help="four eyes: officers' proposals (acts as cli:<os user>)")

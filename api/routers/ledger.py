@@ -245,6 +245,7 @@ class VerifyReport(BaseModel):
     balances_checked: int
     differences: list[dict[str, Any]]
     unbalanced_instruments: dict[str, int]
+    negative_available: list[dict[str, Any]]
 
 
 @router.get("/accounts", response_model=AccountList)

@@ -35,11 +35,13 @@ from accounting.ledger import (
     LedgerError,
     derive_balances,
     instrument_totals,
+    parse_instrument,
 )
 from accounting.review import Actor
 from api.store import audit
 from api.store import ledger as repository
-from api.store.schema import Enterprise, JournalEntryRow, LedgerAccount
+from api.store.ledger import account_of
+from api.store.schema import Enterprise, JournalEntryRow, LedgerAccount, LedgerBalance
 
 #: The system accounts, one of each kind; opened on first use.
 SYSTEM_ACCOUNTS: dict[str, tuple[str, str]] = {
@@ -164,12 +166,52 @@ def account_view(session: Session, *, account_id: str) -> dict[str, Any]:
 
 
 def verify(session: Session) -> dict[str, Any]:
-    """Rebuild every balance from the journal and compare with the stored ones; check conservation."""
+    """Check the ledger's invariants.
+
+    Every balance rebuilt from the journal equals the stored one; every instrument sums to zero over all
+    accounts (issued = held + reserved + surrendered + cancelled; cash in = cash out + balances + fees);
+    no account holds less than its kind allows (available = balance - frozen - pledged is never negative
+    outside the issuance account and the bank).
+    """
     rebuilt = derive_balances(repository.journal(session))
     stored = repository.stored_balances(session)
+    keys = sorted(set(rebuilt) | set(stored))
     differences = [{"account_id": a, "instrument": i, "stored": stored.get((a, i), 0),
                     "journal": rebuilt.get((a, i), 0)}
-                   for a, i in sorted(set(rebuilt) | set(stored)) if stored.get((a, i), 0) != rebuilt.get((a, i), 0)]
+                   for a, i in keys if stored.get((a, i), 0) != rebuilt.get((a, i), 0)]
     totals = {i: t for i, t in instrument_totals(rebuilt).items() if t}
-    return {"ok": not differences and not totals, "balances_checked": len(set(rebuilt) | set(stored)),
-            "differences": differences, "unbalanced_instruments": totals}
+    accounts = {row.account_id: account_of(row) for row in session.scalars(select(LedgerAccount))}
+    encumbered = repository.encumbered_totals(session)
+    negative = []
+    for account_id, instrument in sorted(set(rebuilt) | set(encumbered)):
+        account = accounts.get(account_id)
+        if account is not None and parse_instrument(instrument).kind in account.may_go_negative:
+            continue
+        available = rebuilt.get((account_id, instrument), 0) - encumbered.get((account_id, instrument), 0)
+        if available < 0:
+            negative.append({"account_id": account_id, "instrument": instrument, "available": available})
+    return {"ok": not (differences or totals or negative), "balances_checked": len(keys),
+            "differences": differences, "unbalanced_instruments": totals, "negative_available": negative}
+
+
+def rebuild_balances(session: Session, *, actor: Actor) -> dict[str, Any]:
+    """Rewrite the stored balances from the journal (the journal is the truth, the balances its cache)."""
+    stored = {(r.account_id, r.instrument): r for r in session.scalars(
+        select(LedgerBalance).order_by(LedgerBalance.account_id, LedgerBalance.instrument).with_for_update())}
+    rebuilt = derive_balances(repository.journal(session))
+    changed = []
+    for account_id, instrument in sorted(set(stored) | set(rebuilt)):
+        value = rebuilt.get((account_id, instrument), 0)
+        row = stored.get((account_id, instrument))
+        before = row.quantity if row is not None else 0
+        if before == value:
+            continue
+        if row is None:
+            session.add(LedgerBalance(account_id=account_id, instrument=instrument, quantity=value))
+        else:
+            row.quantity = value
+        changed.append({"account_id": account_id, "instrument": instrument, "stored": before, "journal": value})
+    audit.append(session, actor=actor, action="ledger.rebuild_balances", target="ledger/balances",
+                 detail={"changed": changed})
+    session.commit()
+    return {"changed": changed, **verify(session)}

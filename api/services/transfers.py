@@ -18,8 +18,8 @@ Every function writes without committing when it is a change (the router commits
 on demand. Compliance accounts (``CA-<enterprise id>``) of registry enterprises exist implicitly: they
 are opened the first time anything names them.
 
-The counterparty delay is a module constant, not a setting: the settings are owned elsewhere, and a
-delay that an operator could set to zero would defeat the rule. Tests pass ``delay=`` to
+The counterparty delay is a module constant, not a setting: a delay that an operator could set to zero
+would defeat the rule. Tests pass ``delay=`` to
 :func:`add_counterparty` (or ``now=`` to :func:`transfer`) instead.
 """
 
@@ -354,10 +354,19 @@ def _execute_deposit(session: Session, payload: Mapping[str, Any], approved: app
     return describe_entry(entry)
 
 
+#: Entries that a process owns are corrected through it, never reversed by hand: a bid is withdrawn, an
+#: allocation trued up or replaced by a new plan version, an auction or a compliance year settled once.
+PROCESS_REFERENCES = ("allocation/", "auction/", "compliance-close:")
+
+
 def _reversal_of(session: Session, *, entry_id: str, memo: str) -> Any:
     original = session.scalar(select(JournalEntryRow).where(JournalEntryRow.entry_id == entry_id))
     if original is None:
         raise LedgerError(f"unknown entry '{entry_id}'", code="unknown_entry")
+    if original.reference and original.reference.startswith(PROCESS_REFERENCES):
+        raise LedgerError(f"entry '{entry_id}' belongs to {original.reference}: correct it through that process"
+                          " (withdraw the bid, a true-up or a new plan version), not by a reversal",
+                          code="not_reversible")
     return reversing_entry(repository.entry_of(original, repository.postings_of(session, entry_id)),
                            entry_id=new_entry_id(), memo=memo)
 

@@ -128,6 +128,15 @@ def encumbered_of(session: Session, *, account_id: str) -> dict[str, int]:
     return {instrument: int(total) for instrument, total in rows}
 
 
+def encumbered_totals(session: Session) -> dict[Key, int]:
+    """Frozen and pledged units in force, by (account, instrument)."""
+    rows = session.execute(select(EncumbranceRow.account_id, EncumbranceRow.instrument,
+                                  func.sum(EncumbranceRow.quantity))
+                           .where(EncumbranceRow.released_at.is_(None))
+                           .group_by(EncumbranceRow.account_id, EncumbranceRow.instrument))
+    return {(account_id, instrument): int(total) for account_id, instrument, total in rows}
+
+
 def journal(session: Session, *, batch: int = 1000) -> Iterable[JournalEntry]:
     """The whole journal in order, streamed."""
     last = 0

@@ -191,6 +191,10 @@ def test_bids_are_sealed_prefunded_and_only_on_ones_own_account(zone: Zone) -> N
     capped = bid(zone, TRADER, "TR-QIAN", 5000, 80)
     assert (capped.status_code, capped.json()["code"]) == (409, "bidder_cap_exceeded")
     assert zone.footprint() == before
+    reserve = zone.client.get("/v1/ledger/accounts/TR-QIAN/entries", headers=TRADER).json()["items"][0]
+    by_hand = zone.post("/v1/ledger/reversals", OFFICER, json={"entry_id": reserve["entry_id"]})
+    assert (by_hand.status_code, by_hand.json()["code"]) == (409, "not_reversible")  # withdraw the bid instead
+    assert zone.footprint() == before
     own = zone.client.get("/v1/auctions/A-2024-1/bids", headers=ZHOU).json()["items"]
     assert [b["account_id"] for b in own] == ["TR-ZHOU"]
     assert len(zone.client.get("/v1/auctions/A-2024-1/bids", headers=OFFICER).json()["items"]) == 2

@@ -1,10 +1,16 @@
 """Hypothesis stateful test of the ledger's services on a real database (SQLite and PostgreSQL).
 
 Random sequences of issuance, deposits (four eyes), transfers, surrenders, freezes, pledges, releases
-(four eyes) and reversals (four eyes), valid and invalid, go through the service layer; a pure ``LedgerState``
-model of ``accounting.ledger`` predicts each outcome. After every step: a refused operation changed
-nothing, the stored balances are the journal's (``verify``), every instrument is conserved, no
-available balance is below zero, and the database agrees with the model.
+(four eyes), reversals (four eyes) and auctions (create, bid, withdraw, close and settle with four eyes),
+valid and invalid, go through the service layer; a plan-based free allocation (``allocate`` entries, four
+eyes) runs once, in the first example's initialization (it is per plan and per database, too heavy per
+step); every example opens with one auction. A pure ``LedgerState`` model of ``accounting.ledger``
+predicts each outcome. After every step: a refused operation changed nothing, the stored balances are
+the journal's (``verify``), every instrument is conserved (issued =
+holdings + reserved in auctions + surrendered + cancelled; cash out of the bank = balances + fees +
+reservations), no available balance is below zero, and the database agrees with the model. Entries
+posted by the auction and allocation services (refunds, settlements, allocations) are read back from the
+journal and applied to the model; a settlement is also checked against ``clear_auction`` of the model's bids.
 
 Each example works on accounts of its own (a fresh prefix), since the journal is append-only and
 cannot be wiped between examples; the system accounts are shared, so they are compared as changes
@@ -15,21 +21,27 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from accounting.auction import CANCELLED, AuctionTerms, Bid, clear_auction
 from accounting.errors import AccountingError
 from accounting.ledger import (
+    AUCTION,
     BANK,
+    CANCELLATION,
     CNY,
+    FEES,
     FREEZE,
+    HOLDER_KINDS,
     ISSUANCE,
     LENDER,
     PLEDGE,
@@ -45,11 +57,12 @@ from accounting.ledger import (
     transfer_entry,
 )
 from accounting.review import Actor
-from api.services import approvals, encumbrances, transfers
+from api.services import allocation, approvals, auctions, encumbrances, transfers
 from api.services.ledger import ensure_system_accounts, new_entry_id, open_account, post, system_account_id, verify
+from api.services.registry import import_registry
 from api.store import ledger as repository
 from api.store.db import session_factory
-from api.store.schema import EncumbranceRow, JournalEntryRow
+from api.store.schema import AuctionRow, EncumbranceRow, JournalEntryRow, LedgerAccount
 from tests.conftest import zone_settings
 
 OFFICER = Actor(actor_id="officer-li", role="officer")
@@ -58,7 +71,14 @@ INSTRUMENTS = ("CEA-2025", "CCER", CNY)
 HOLDERS = ("A", "B", "C")
 #: Trusted (from, to) pairs; C → B is deliberately not trusted.
 TRUSTED = (("A", "B"), ("B", "A"), ("B", "C"), ("C", "A"), ("A", "C"))
-SYSTEM = {kind: system_account_id(kind) for kind in (ISSUANCE, BANK, RETIREMENT)}
+SYSTEM = {kind: system_account_id(kind) for kind in (ISSUANCE, BANK, RETIREMENT, AUCTION, FEES)}
+ROOT = Path(__file__).resolve().parents[2]
+PLAN_ID = "zone-2024-free"
+#: The auction service's clock (``auctions.now`` reads it); each example moves it forward only.
+CLOCK = [datetime(2026, 3, 2, 9, tzinfo=UTC)]
+#: Terms of the auctions (cheap, so that the deposits drawn pay for bids): 1 t lots, 2 fen reserve.
+AUCTION_TERMS = {"offered_t": 60, "reserve_price_fen": 2, "min_bid_t": 1, "bidder_cap_t": 40, "lot_t": 1}
+WINDOW = timedelta(hours=2)
 QUANTITIES = st.one_of(st.integers(min_value=-3, max_value=400), st.sampled_from([2.5, 3.0, 0.5]))
 #: Mostly None (a valid amount is used); otherwise an invalid one.
 BAD_QUANTITIES = st.one_of(st.none(), st.none(), st.none(), st.none(), st.sampled_from([2.5, 3.0, 0, -7]))
@@ -91,11 +111,16 @@ class LedgerMachine(RuleBasedStateMachine):
         self.base = {key: value for key, value in repository.stored_balances(self.session).items()
                      if key[0] in SYSTEM.values()}
         accounts = [Account(account_id=a, kind=k, owner_id=o) for a, k, o in (
-            *((a, "issuance" if a == SYSTEM[ISSUANCE] else "bank" if a == SYSTEM[BANK] else "retirement", None)
-              for a in SYSTEM.values()),
+            *((a, k, None) for k, a in SYSTEM.items()),
             *((self.ids[h], TRADER, f"holder-{h}") for h in HOLDERS), (self.lender, LENDER, "lender"))]
         self.model = LedgerState.empty().with_accounts(*accounts)
         self.entries: list[JournalEntry] = []
+        self.prefix = prefix
+        #: The example's auctions: id -> {"terms": AuctionTerms, "status": ...}; bids: id -> a model ``Bid``
+        #: with its auction, holder and status.
+        self.auctions: dict[str, dict[str, Any]] = {}
+        self.bids: dict[str, dict[str, Any]] = {}
+        self.compliance: set[str] = set()  # the compliance accounts the plan allocated to (first example only)
 
     @initialize()
     def open_accounts(self) -> None:
@@ -110,6 +135,29 @@ class LedgerMachine(RuleBasedStateMachine):
         for holder in HOLDERS:  # a starting endowment, so that most drawn movements are possible
             for instrument, quantity in (("CEA-2025", 500), ("CCER", 100)):
                 self.issue(holder, instrument, quantity)
+            self.deposit(holder, 300)  # cash for bids
+        self.create_auction(None)
+        if not type(self).allocated:
+            type(self).allocated = True
+            self._allocate_by_plan()
+
+    allocated = False
+
+    def _allocate_by_plan(self) -> None:
+        """Free allocation of the sample plan through the allocation service (four eyes), once per run."""
+        since = self._seq()
+        import_registry(self.session, content=(ROOT / "data" / "sample" / "enterprises.csv").read_bytes(),
+                        source="enterprises.csv", actor=Actor(actor_id="test-loader", role="engineer"))
+        plan = (ROOT / "data" / "sample" / "allocation" / "plan-2024.toml").read_text(encoding="utf-8")
+        allocation.load_plan(self.session, actor=OFFICER, content=plan)
+        self.session.commit()
+        proposed = allocation.propose_pre_allocation(self.session, actor=OFFICER, plan_id=PLAN_ID, version=1)
+        self.session.commit()
+        result = self._approve(proposed)
+        posted = [a["entry_id"] for a in result["allocations"] if a["entry_id"]]
+        assert posted
+        self._apply_journal(since, expect_kinds={"allocate"})
+        assert {e.entry_id for e in self.entries[-len(posted):]} == set(posted)
 
     # --- helpers ------------------------------------------------------------------------------------------
 
@@ -143,6 +191,29 @@ class LedgerMachine(RuleBasedStateMachine):
     def _record(self, entry: JournalEntry) -> None:
         self.model = self.model.post(entry)
         self.entries.append(entry)
+
+    def _seq(self) -> int:
+        return int(self.session.scalar(select(func.coalesce(func.max(JournalEntryRow.seq), 0))) or 0)
+
+    def _apply_journal(self, since: int, *, expect_kinds: set[str], reversible: bool = True) -> list[JournalEntry]:
+        """Apply to the model the entries the services posted after ``since`` (read back from the journal)."""
+        rows = list(self.session.scalars(select(JournalEntryRow).where(JournalEntryRow.seq > since)
+                                         .order_by(JournalEntryRow.seq)))
+        posted = [repository.entry_of(r, repository.postings_of(self.session, r.entry_id)) for r in rows]
+        assert {e.kind for e in posted} <= expect_kinds, [e.kind for e in posted]
+        for entry in posted:
+            for posting in entry.postings:  # accounts the services opened meanwhile (compliance accounts)
+                if posting.account_id not in self.model.accounts:
+                    row = self.session.get(LedgerAccount, posting.account_id)
+                    assert row is not None
+                    self.model = self.model.with_accounts(repository.account_of(row))
+                    self.compliance.add(posting.account_id)
+            if reversible:
+                self._record(entry)
+            else:  # auction entries: a reversal would pull the cash from under a live bid
+                self.model = self.model.post(entry)
+        self.session.rollback()
+        return posted
 
     # --- rules --------------------------------------------------------------------------------------------
 
@@ -322,14 +393,220 @@ class LedgerMachine(RuleBasedStateMachine):
         result = self._approve(pending)
         self._record(reversing_entry(original, entry_id=result["entry_id"]))
 
+    # --- auctions -----------------------------------------------------------------------------------------
+
+    def _auction(self, pick: int) -> str | None:
+        return sorted(self.auctions)[pick % len(self.auctions)] if self.auctions else None
+
+    @rule(bad=st.sampled_from([None, None, None, "CCER", "cap", "duplicate"]))
+    def create_auction(self, bad: str | None) -> None:
+        if len(self.auctions) >= 3 and bad is None:
+            return
+        auction_id = f"{self.prefix}-AUC{len(self.auctions)}"
+        terms = {**AUCTION_TERMS, "instrument": "CEA-2025", "opens_at": CLOCK[0], "closes_at": CLOCK[0] + WINDOW}
+
+        def create(**changes: Any) -> dict[str, Any]:
+            return auctions.create_auction(self.session, actor=OFFICER, **{**terms, "auction_id": auction_id,
+                                                                            **changes})
+        if bad == "CCER":  # only allowances are auctioned
+            self._refused("not_an_allowance", lambda: create(instrument="CCER"))
+            return
+        if bad == "cap":
+            self._refused("invalid_bidder_cap", lambda: create(bidder_cap_t=1, min_bid_t=2))
+            return
+        if bad == "duplicate":
+            if self.auctions:
+                self._refused("duplicate_auction", lambda: create(auction_id=self._auction(0)))
+            return
+        since = self._seq()
+        create()
+        self.session.commit()
+        (posted,) = self._apply_journal(since, expect_kinds={"issue"}, reversible=False)
+        assert posted.changes() == {(SYSTEM[ISSUANCE], "CEA-2025"): -AUCTION_TERMS["offered_t"],
+                                    (SYSTEM[AUCTION], "CEA-2025"): AUCTION_TERMS["offered_t"]}
+        self.auctions[auction_id] = {"status": auctions.OPEN, "terms": AuctionTerms(
+            auction_id=auction_id, instrument="CEA-2025", opens_at=CLOCK[0], closes_at=CLOCK[0] + WINDOW,
+            **AUCTION_TERMS)}
+
+    @rule(minutes=st.sampled_from([1, 20, 90]))
+    def tick(self, minutes: int) -> None:
+        CLOCK[0] += timedelta(minutes=minutes)
+
+    @rule(pick=st.integers(0, 11), holder=st.sampled_from(HOLDERS),
+          intruder=st.one_of(st.none(), st.none(), st.none(), st.sampled_from(HOLDERS)),
+          price=st.sampled_from([1, 2, 3, 5, 8]), quantity=st.integers(1, 45))
+    def bid(self, pick: int, holder: str, intruder: str | None, price: int, quantity: int) -> None:
+        auction_id = self._auction(pick) or f"{self.prefix}-NO-AUCTION"
+        account_id, actor = self.ids[holder], self.holders[intruder or holder]
+
+        def place() -> dict[str, Any]:
+            return auctions.place_bid(self.session, actor=actor, auction_id=auction_id, account_id=account_id,
+                                      price_fen=price, quantity_t=quantity)
+
+        code = self._bid_refusal(auction_id, account_id, intruder not in (None, holder), price, quantity)
+        if code is not None:
+            self._refused(code, place)
+            return
+        view = place()
+        self.session.commit()
+        self.model = self.model.post(transfer_entry(
+            entry_id=view["reserve_entry_id"], kind="auction_reserve", from_account=account_id,
+            to_account=SYSTEM[AUCTION], instrument=CNY, quantity=price * quantity))
+        self.bids[view["bid_id"]] = {"auction_id": auction_id, "status": auctions.ACTIVE, "bid": Bid(
+            bid_id=view["bid_id"], bidder_id=account_id, price_fen=price, quantity_t=quantity,
+            submitted_at=CLOCK[0])}
+
+    def _bid_refusal(self, auction_id: str, account_id: str, foreign: bool, price: int, quantity: int) -> str | None:
+        """The code the model expects for the bid, or None when it is valid."""
+        if foreign:
+            return "not_own_account"
+        if auction_id not in self.auctions:
+            return "unknown_auction"
+        auction = self.auctions[auction_id]
+        terms: AuctionTerms = auction["terms"]
+        if auction["status"] != auctions.OPEN:
+            return "auction_closed"
+        if CLOCK[0] >= terms.closes_at:
+            return "bid_window_closed"
+        if price < terms.reserve_price_fen:
+            return "below_reserve_price"
+        own = sum(b["bid"].quantity_t for b in self.bids.values()
+                  if b["auction_id"] == auction_id and b["status"] == auctions.ACTIVE
+                  and b["bid"].bidder_id == account_id)
+        if own + quantity > terms.bidder_cap_t:
+            return "bidder_cap_exceeded"
+        if price * quantity > self.model.available(account_id=account_id, instrument=CNY):
+            return "insufficient_funds"
+        return None
+
+    @rule(pick=st.integers(0, 10**6), intruder=st.one_of(st.none(), st.none(), st.sampled_from(HOLDERS)))
+    def withdraw(self, pick: int, intruder: str | None) -> None:
+        if not self.bids:
+            if self.auctions:
+                self._refused("unknown_bid", lambda: auctions.withdraw_bid(
+                    self.session, actor=self.holders["A"], auction_id=self._auction(pick) or "",
+                    bid_id="no-such-bid"))
+            return
+        bid_id = sorted(self.bids)[pick % len(self.bids)]
+        placed = self.bids[bid_id]
+        bid: Bid = placed["bid"]
+        auction = self.auctions[placed["auction_id"]]
+        owner = next(h for h in HOLDERS if self.ids[h] == bid.bidder_id)
+        actor = self.holders[intruder or owner]
+
+        def withdraw() -> dict[str, Any]:
+            return auctions.withdraw_bid(self.session, actor=actor, auction_id=placed["auction_id"], bid_id=bid_id)
+
+        code = ("unknown_bid" if intruder not in (None, owner)
+                else "auction_closed" if auction["status"] != auctions.OPEN
+                else "bid_window_closed" if CLOCK[0] >= auction["terms"].closes_at
+                else "bid_not_active" if placed["status"] != auctions.ACTIVE else None)
+        if code is not None:
+            self._refused(code, withdraw)
+            return
+        since = self._seq()
+        assert withdraw()["status"] == auctions.WITHDRAWN
+        self.session.commit()
+        (refund,) = self._apply_journal(since, expect_kinds={"auction_refund"}, reversible=False)
+        reserved = bid.price_fen * bid.quantity_t
+        assert refund.changes() == {(SYSTEM[AUCTION], CNY): -reserved, (bid.bidder_id, CNY): reserved}
+        placed["status"] = auctions.WITHDRAWN
+
+    @rule(pick=st.integers(0, 11), early=st.booleans())
+    def close_and_settle(self, pick: int, early: bool) -> None:
+        auction_id = self._auction(pick)
+        if auction_id is None:
+            self._refused("unknown_auction", lambda: auctions.close_auction(
+                self.session, actor=OFFICER, auction_id=f"{self.prefix}-NO-AUCTION"))
+            return
+        auction = self.auctions[auction_id]
+        terms: AuctionTerms = auction["terms"]
+
+        def close() -> dict[str, Any]:
+            return auctions.close_auction(self.session, actor=OFFICER, auction_id=auction_id)
+
+        if auction["status"] != auctions.OPEN:
+            self._refused("auction_closed", close)
+            return
+        if early and CLOCK[0] < terms.closes_at:
+            self._refused("bid_window_open", close)
+            return
+        CLOCK[0] = max(CLOCK[0], terms.closes_at)
+        closed = close()
+        self.session.commit()
+        pending = closed["approval"]
+        self._refused("same_officer", lambda: approvals.decide(
+            self.session, approval_id=pending["approval_id"], decision="approve",
+            payload_digest=pending["payload_digest"], actor=OFFICER))
+        since = self._seq()
+        settled = self._approve(closed)
+        (entry,) = self._apply_journal(since, expect_kinds={"auction_settle"}, reversible=False)
+        assert settled["entry_id"] == entry.entry_id
+        # the settlement is what clearing the model's own bids gives
+        active = {i: b for i, b in self.bids.items()
+                  if b["auction_id"] == auction_id and b["status"] == auctions.ACTIVE}
+        result = clear_auction(terms=terms, bids=[b["bid"] for b in active.values()])
+        cancelled = result.status == CANCELLED
+        expected: Counter[tuple[str, str]] = Counter()
+        for outcome in result.bids:
+            expected[(outcome.bidder_id, terms.instrument)] += 0 if cancelled else outcome.filled_t
+            expected[(outcome.bidder_id, CNY)] += outcome.refund_fen
+            expected[(SYSTEM[FEES], CNY)] += outcome.paid_fen
+            expected[(SYSTEM[AUCTION], CNY)] -= outcome.reserved_fen
+            active[outcome.bid_id]["status"] = ("filled" if outcome.filled_t == outcome.quantity_t
+                                                else "partial" if outcome.filled_t else "unfilled")
+        expected[(SYSTEM[ISSUANCE], terms.instrument)] += terms.offered_t if cancelled else result.unsold_t
+        expected[(SYSTEM[AUCTION], terms.instrument)] -= terms.offered_t
+        assert entry.changes() == {k: v for k, v in expected.items() if v}, (entry.changes(), expected)
+        assert settled["status"] == (CANCELLED if cancelled else auctions.SETTLED)
+        auction["status"] = settled["status"]
+        row = self.session.get(AuctionRow, auction_id)
+        assert row is not None and row.status == settled["status"] and row.settled_entry_id == entry.entry_id
+        self.session.rollback()
+
     # --- invariants ---------------------------------------------------------------------------------------
+
+    @invariant()
+    def every_instrument_is_conserved_and_nothing_available_is_negative(self) -> None:
+        stored = repository.stored_balances(self.session)
+        kinds = dict(self.session.execute(select(LedgerAccount.account_id, LedgerAccount.kind)).all())
+        encumbered: Counter[tuple[str, str]] = Counter()
+        for account_id, instrument, quantity in self.session.execute(
+                select(EncumbranceRow.account_id, EncumbranceRow.instrument, EncumbranceRow.quantity)
+                .where(EncumbranceRow.released_at.is_(None))):
+            encumbered[(account_id, instrument)] += quantity
+        self.session.rollback()
+        by_kind: dict[str, Counter[str]] = {}
+        for (account_id, instrument), quantity in stored.items():
+            by_kind.setdefault(instrument, Counter())[kinds[account_id]] += quantity
+        for instrument, held in by_kind.items():
+            assert sum(held.values()) == 0, (instrument, held)
+            holdings = sum(held[k] for k in HOLDER_KINDS)
+            if instrument == CNY:  # cash out of the bank = balances + fees + reservations in auctions
+                assert -held[BANK] == holdings + held[FEES] + held[AUCTION], held
+            else:  # issued = holdings + reserved (auctions) + surrendered + cancelled
+                assert -held[ISSUANCE] == holdings + held[AUCTION] + held[RETIREMENT] + held[CANCELLATION], held
+        for key, quantity in encumbered.items():
+            assert kinds[key[0]] in HOLDER_KINDS
+            assert stored.get(key, 0) - quantity >= 0, (key, stored.get(key), quantity)
+        for key, quantity in stored.items():
+            if kinds[key[0]] in HOLDER_KINDS:
+                assert quantity >= 0, (key, quantity)
+
+    @invariant()
+    def the_auction_account_holds_what_the_open_auctions_reserve(self) -> None:
+        reserved = sum(b["bid"].price_fen * b["bid"].quantity_t for b in self.bids.values()
+                       if b["status"] == auctions.ACTIVE)
+        offered = sum(a["terms"].offered_t for a in self.auctions.values() if a["status"] == auctions.OPEN)
+        assert self.model.balances.get((SYSTEM[AUCTION], CNY), 0) == reserved
+        assert self.model.balances.get((SYSTEM[AUCTION], "CEA-2025"), 0) == offered
 
     @invariant()
     def the_database_is_the_model(self) -> None:
         report = verify(self.session)
         assert report["ok"], report  # stored == derive_balances(journal), every instrument conserved
         stored = repository.stored_balances(self.session)
-        mine = set(self.ids.values()) | {self.lender}
+        mine = set(self.ids.values()) | {self.lender} | self.compliance
         holdings = {k: v for k, v in stored.items() if k[0] in mine}
         system = {k: v - self.base.get(k, 0) for k, v in stored.items() if k[0] in SYSTEM.values()}
         system = {k: v for k, v in system.items() if v}
@@ -350,7 +627,8 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 def test_random_ledger_operations_keep_the_invariants_and_agree_with_the_pure_model(
-        tmp_path: Path, database_url: str) -> None:
+        tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(auctions, "now", lambda: CLOCK[0])
     config = zone_settings(tmp_path, database_url=database_url)
     sessions = session_factory(config)
     machine = type("Machine", (LedgerMachine,), {"sessions": sessions})
@@ -362,6 +640,8 @@ def test_random_ledger_operations_keep_the_invariants_and_agree_with_the_pure_mo
         released = session.scalar(select(func.count()).select_from(EncumbranceRow)
                                   .where(EncumbranceRow.released_at.is_not(None)))
         encumbered = set(session.scalars(select(EncumbranceRow.kind).distinct()))
-    assert {"issue", "deposit", "transfer", "surrender", "reversal"} <= set(kinds), kinds
+    assert {"issue", "deposit", "transfer", "surrender", "reversal", "allocate", "auction_reserve",
+            "auction_refund", "auction_settle"} <= set(kinds), kinds
     assert encumbered == {"freeze", "pledge"} and released, "no freeze, pledge or approved release"
-    assert {"insufficient_available", "not_own_account", "fractional_quantity"} <= set(REFUSALS), REFUSALS
+    assert {"insufficient_available", "not_own_account", "fractional_quantity", "below_reserve_price",
+            "insufficient_funds", "same_officer"} <= set(REFUSALS), REFUSALS
