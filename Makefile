@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster
 
-.PHONY: run setup test lint bench sample clean
+.PHONY: run setup test lint bench bench-exchange sample clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
@@ -34,6 +34,9 @@ test: setup lint
 
 bench: setup
 	$(BIN)/python benchmarks/bench_emissions.py
+
+bench-exchange: setup
+	$(BIN)/python benchmarks/bench_exchange_core.py
 
 sample: setup
 	$(BIN)/python data/sample/generate.py
