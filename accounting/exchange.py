@@ -1,7 +1,8 @@
 """The matching core of the mock carbon exchange: a pure, deterministic state machine.
 
 Commands go in (``PlaceOrder``, ``CancelOrder``, ``ReplaceOrder``, and the officers' ``Halt``,
-``Resume``, ``OpenDay``, ``CloseDay``); events come out (``OrderAccepted``, ``OrderRejected``,
+``Resume``, ``OpenDay``, ``CloseDay``, and the listed-agreement, block and restriction commands
+below); events come out (``OrderAccepted``, ``OrderRejected``,
 ``TradeExecuted``, ``OrderCancelled``, ``OrderExpired``, ``OrderReplaced``, ``BookChanged``,
 ``TradingStatusChanged``). No database, no web framework, no clock, no randomness: the moment of
 a command is in the command (``at``), order ids, trade ids and event sequence numbers are counters,
@@ -54,6 +55,42 @@ Rules and policies:
 * **Order states**: ``new``, ``partially_filled``, ``filled``, ``cancelled``, ``expired``; a
   rejected command creates no order (its state ``rejected`` lives in the ``OrderRejected`` event).
 
+* **Listed agreement (挂牌/摘牌)**, ``PostQuote`` / ``TakeQuote`` / ``CancelQuote``: a quote (side,
+  price inside the listed band, quantity below the block minimum, listed sessions) rests in a quote
+  book of its own; quotes never match each other or the continuous book. A taker names one quote and
+  a quantity and trades at the quote's price. Rule for the best five levels: the quote's price must be
+  among the best ``InstrumentRules.quote_take_levels`` (5) distinct prices of the open quotes on that
+  side (lowest asks, highest bids; every account's quotes count, as the public depth shows them);
+  within a level any quote may be taken (no time priority, as at SEEE). Partial takes are allowed
+  when the instrument allows them (``quote_partial_takes``) and the poster did not ask for
+  all-or-none. Codes after the session/halt/restriction/duplicate checks: ``unknown_quote``,
+  ``quote_not_open``, ``self_take``, ``not_in_best_levels``, ``lot_size``, ``quantity_exceeds_quote``,
+  ``partial_take_not_allowed``; cancel: ``unknown_quote``, ``not_own_quote``, ``quote_not_open``.
+  Events: ``QuotePosted``; ``QuoteTaken`` then ``TradeExecuted`` (mode ``listed_agreement``);
+  ``QuoteCancelled`` (``cancelled_by_trader``, ``end_of_day``, ``outside_band`` at ``OpenDay``).
+* **Block agreement (大宗协议)**, ``ProposeBlock`` / ``ConfirmBlock`` / ``DeclineBlock`` /
+  ``WithdrawBlock``: the initiator names the counterparty, side, price (block band, +-30 %) and
+  quantity (at least 100,000 t), in the block session (13:00-15:00); nothing trades until the named
+  counterparty confirms, in session and not halted, with neither party restricted; then
+  ``BlockConfirmed`` and one ``TradeExecuted`` (mode ``block``, both order ids the proposal's id).
+  Codes: ``self_counterparty``, ``outside_band``, ``lot_size``, ``block_too_small``;
+  ``unknown_proposal``, ``proposal_not_open``, ``not_counterparty``, ``not_initiator``. The
+  counterparty may decline and the initiator withdraw at any time; open proposals end at ``CloseDay``
+  (``end_of_day``) or at an ``OpenDay`` whose block band excludes them (``outside_band``):
+  ``BlockCancelled`` with the reason.
+* **Account restriction** (``RestrictAccount`` / ``LiftRestriction``, officers): a restricted
+  account's new orders, replaces, quotes, takes, proposals and confirmations are rejected
+  (``account_restricted``, checked right after ``halted``/``market_closed``); its cancels, quote
+  cancels, declines and withdrawals are accepted, and what it already has in the book stays and can
+  be traded against. ``already_restricted`` / ``not_restricted`` for a no-op; event
+  ``AccountRestrictionChanged``.
+* **Open-order cap** (``InstrumentRules.max_open_orders``, none by default): a day limit order or
+  a quote is rejected (``open_order_cap``, the last check) when the account already has that many
+  resting orders plus open quotes. Market, IOC and FOK orders never rest, so they are not capped;
+  a replace is not a new order.
+* **Ids**: orders, quotes, takes and block proposals share one id counter; client order ids are
+  unique per account across all of them.
+
 Events of one command come in this order: accepted (or rejected), then trades and self-trade
 cancellations as they happen, then the incoming order's own end (cancelled or expired), then one
 ``BookChanged`` per touched price level (bids before asks, by price) with the level's new total.
@@ -82,9 +119,11 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from accounting.errors import AccountingError
 from accounting.market_rules import (
+    BLOCK,
     LISTED,
     InstrumentRules,
     PriceBand,
@@ -109,6 +148,14 @@ CANCELLED = "cancelled"
 EXPIRED = "expired"
 REJECTED = "rejected"
 OPEN_STATES = frozenset({NEW, PARTIALLY_FILLED})
+#: Block proposal states (``BlockStatus.state``).
+PROPOSED = "proposed"
+EXECUTED = "executed"
+
+#: How a trade came about (``TradeExecuted.mode``).
+MODE_CONTINUOUS = "continuous"
+MODE_LISTED_AGREEMENT = "listed_agreement"
+MODE_BLOCK = "block"
 
 #: Why an order ended without a full fill (``OrderCancelled.reason`` / ``OrderExpired.reason``).
 REASON_TRADER = "cancelled_by_trader"
@@ -118,6 +165,8 @@ REASON_IOC = "ioc_remainder"
 REASON_FOK = "fok_unfilled"
 REASON_END_OF_DAY = "end_of_day"
 REASON_OUTSIDE_BAND = "outside_band"
+REASON_DECLINED = "declined"
+REASON_WITHDRAWN = "withdrawn"
 
 
 class ExchangeError(AccountingError):
@@ -140,6 +189,11 @@ def _int(value: object, *, name: str, positive: bool = True) -> None:
 def _moment(at: object) -> None:
     if not isinstance(at, datetime) or at.tzinfo is None:
         raise ExchangeError(f"at must be a timezone-aware datetime, got {at!r}", code="naive_datetime")
+
+
+def _side(side: object) -> None:
+    if side not in (BUY, SELL):
+        raise ExchangeError(f"side must be buy or sell, got {side!r}", code="unknown_side")
 
 
 def _ids(**values: object) -> None:
@@ -253,7 +307,155 @@ class CloseDay:
     at: datetime
 
 
-Command = PlaceOrder | CancelOrder | ReplaceOrder | Halt | Resume | OpenDay | CloseDay
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PostQuote:
+    """Listed agreement (挂牌): post a quote of ``quantity_t`` tonnes at ``price_fen`` for others to take.
+
+    ``allow_partial``: ``None`` takes the instrument's setting (``InstrumentRules.quote_partial_takes``);
+    ``False`` asks for all-or-none; ``True`` is refused (``partial_take_not_allowed``) where the
+    instrument forbids partial takes.
+    """
+
+    account_id: str
+    client_order_id: str
+    side: str
+    price_fen: int
+    quantity_t: int
+    at: datetime
+    allow_partial: bool | None = None
+
+    def __post_init__(self) -> None:
+        _ids(account_id=self.account_id, client_order_id=self.client_order_id)
+        _side(self.side)
+        _int(self.price_fen, name="price_fen")
+        _int(self.quantity_t, name="quantity_t")
+        if self.allow_partial is not None and type(self.allow_partial) is not bool:
+            raise ExchangeError(f"allow_partial must be a bool or None, got {self.allow_partial!r}",
+                                code="invalid_allow_partial")
+        _moment(self.at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TakeQuote:
+    """Listed agreement (摘牌): take ``quantity_t`` tonnes of quote ``quote_id`` at the quote's price."""
+
+    account_id: str
+    client_order_id: str
+    quote_id: int
+    quantity_t: int
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _ids(account_id=self.account_id, client_order_id=self.client_order_id)
+        _int(self.quote_id, name="quote_id")
+        _int(self.quantity_t, name="quantity_t")
+        _moment(self.at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelQuote:
+    """Withdraw the untaken remainder of quote ``quote_id``, which must belong to ``account_id``."""
+
+    account_id: str
+    quote_id: int
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _ids(account_id=self.account_id)
+        _int(self.quote_id, name="quote_id")
+        _moment(self.at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProposeBlock:
+    """Block agreement (大宗协议): ``account_id`` proposes to ``counterparty_id`` a trade on its ``side``."""
+
+    account_id: str
+    client_order_id: str
+    counterparty_id: str
+    side: str
+    price_fen: int
+    quantity_t: int
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _ids(account_id=self.account_id, client_order_id=self.client_order_id, counterparty_id=self.counterparty_id)
+        _side(self.side)
+        _int(self.price_fen, name="price_fen")
+        _int(self.quantity_t, name="quantity_t")
+        _moment(self.at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfirmBlock:
+    """The named counterparty confirms block proposal ``proposal_id``: the trade executes."""
+
+    account_id: str
+    proposal_id: int
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _ids(account_id=self.account_id)
+        _int(self.proposal_id, name="proposal_id")
+        _moment(self.at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeclineBlock:
+    """The named counterparty declines block proposal ``proposal_id``."""
+
+    account_id: str
+    proposal_id: int
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _ids(account_id=self.account_id)
+        _int(self.proposal_id, name="proposal_id")
+        _moment(self.at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WithdrawBlock:
+    """The initiator withdraws its block proposal ``proposal_id`` before it is confirmed."""
+
+    account_id: str
+    proposal_id: int
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _ids(account_id=self.account_id)
+        _int(self.proposal_id, name="proposal_id")
+        _moment(self.at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestrictAccount:
+    """An officer restricts ``account_id``: its new orders, replaces, quotes, takes and blocks are rejected."""
+
+    account_id: str
+    at: datetime
+    reason: str = "officer"
+
+    def __post_init__(self) -> None:
+        _ids(account_id=self.account_id)
+        _moment(self.at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LiftRestriction:
+    """An officer lifts the restriction of ``account_id``."""
+
+    account_id: str
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _ids(account_id=self.account_id)
+        _moment(self.at)
+
+
+Command = (PlaceOrder | CancelOrder | ReplaceOrder | Halt | Resume | OpenDay | CloseDay | PostQuote | TakeQuote
+           | CancelQuote | ProposeBlock | ConfirmBlock | DeclineBlock | WithdrawBlock | RestrictAccount
+           | LiftRestriction)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,7 +490,12 @@ class OrderRejected:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TradeExecuted:
-    """A fill of ``quantity_t`` tonnes at ``price_fen`` (the resting order's price)."""
+    """A fill of ``quantity_t`` tonnes at ``price_fen`` (the resting order's, the quote's or the agreed price).
+
+    ``mode``: ``continuous`` (order book; order ids are orders), ``listed_agreement`` (the quote's id
+    and the take's id), ``block`` (both order ids are the proposal's id). ``aggressor_side`` is the
+    side of the party whose command executed the trade (the incoming order, the taker, the confirmer).
+    """
 
     seq: int
     trade_id: int
@@ -299,6 +506,7 @@ class TradeExecuted:
     buy_account_id: str
     sell_account_id: str
     aggressor_side: str
+    mode: str = MODE_CONTINUOUS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -356,8 +564,93 @@ class TradingStatusChanged:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuotePosted:
+    """A listed-agreement quote is up; ``partial_allowed`` says whether it may be taken in part."""
+
+    seq: int
+    quote_id: int
+    account_id: str
+    client_order_id: str
+    side: str
+    price_fen: int
+    quantity_t: int
+    partial_allowed: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuoteTaken:
+    """``account_id`` took ``quantity_t`` tonnes of ``quote_id`` (a ``TradeExecuted`` follows)."""
+
+    seq: int
+    take_id: int
+    quote_id: int
+    account_id: str
+    client_order_id: str
+    side: str
+    price_fen: int
+    quantity_t: int
+    quote_remaining_t: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuoteCancelled:
+    """``quantity_t`` untaken tonnes of ``quote_id`` are withdrawn for ``reason``."""
+
+    seq: int
+    quote_id: int
+    account_id: str
+    quantity_t: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BlockProposed:
+    """A block agreement proposed by ``account_id`` to ``counterparty_id``; ``side`` is the initiator's."""
+
+    seq: int
+    proposal_id: int
+    account_id: str
+    client_order_id: str
+    counterparty_id: str
+    side: str
+    price_fen: int
+    quantity_t: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BlockConfirmed:
+    """The counterparty ``account_id`` confirmed ``proposal_id`` (a ``TradeExecuted`` with mode block follows)."""
+
+    seq: int
+    proposal_id: int
+    account_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BlockCancelled:
+    """A block proposal ended without a trade: ``declined``, ``withdrawn``, ``end_of_day`` or ``outside_band``."""
+
+    seq: int
+    proposal_id: int
+    initiator_id: str
+    counterparty_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountRestrictionChanged:
+    """An officer restricted (``restricted=True``) or lifted the restriction of ``account_id``."""
+
+    seq: int
+    account_id: str
+    restricted: bool
+    reason: str = ""
+
+
 Event = (OrderAccepted | OrderRejected | TradeExecuted | OrderCancelled | OrderExpired | OrderReplaced
-         | BookChanged | TradingStatusChanged)
+         | BookChanged | TradingStatusChanged | QuotePosted | QuoteTaken | QuoteCancelled | BlockProposed
+         | BlockConfirmed | BlockCancelled | AccountRestrictionChanged)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -418,6 +711,39 @@ class Depth:
     asks: tuple[Level, ...]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuoteStatus:
+    """Where a listed-agreement quote stands: ``taken_t + remaining_t + cancelled_t == quantity_t``."""
+
+    quote_id: int
+    account_id: str
+    client_order_id: str
+    side: str
+    price_fen: int
+    quantity_t: int
+    taken_t: int
+    remaining_t: int
+    cancelled_t: int
+    partial_allowed: bool
+    state: str
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BlockStatus:
+    """Where a block proposal stands: ``proposed``, ``executed`` or ``cancelled`` (with ``reason``)."""
+
+    proposal_id: int
+    account_id: str
+    client_order_id: str
+    counterparty_id: str
+    side: str
+    price_fen: int
+    quantity_t: int
+    state: str
+    reason: str | None
+
+
 # ---------------------------------------------------------------------------------------------
 # Internal state
 
@@ -456,6 +782,57 @@ class _Order:
                            side=self.side, order_type=self.order_type, time_in_force=self.time_in_force,
                            price_fen=self.price, ordered_t=self.ordered, filled_t=self.filled,
                            remaining_t=self.remaining, cancelled_t=self.cancelled, state=self.state,
+                           reason=self.reason)
+
+
+class _Quote:
+    """The engine's private record of a listed-agreement quote."""
+
+    __slots__ = ("account_id", "cancelled", "client_order_id", "partial", "price", "quantity", "quote_id", "reason",
+                 "remaining", "side", "state", "taken")
+
+    def __init__(self, *, quote_id: int, command: PostQuote, partial: bool) -> None:
+        self.quote_id = quote_id
+        self.account_id = command.account_id
+        self.client_order_id = command.client_order_id
+        self.side = command.side
+        self.price = command.price_fen
+        self.quantity = command.quantity_t
+        self.remaining = command.quantity_t
+        self.taken = 0
+        self.cancelled = 0
+        self.partial = partial
+        self.state = NEW
+        self.reason: str | None = None
+
+    def status(self) -> QuoteStatus:
+        return QuoteStatus(quote_id=self.quote_id, account_id=self.account_id, client_order_id=self.client_order_id,
+                           side=self.side, price_fen=self.price, quantity_t=self.quantity, taken_t=self.taken,
+                           remaining_t=self.remaining, cancelled_t=self.cancelled, partial_allowed=self.partial,
+                           state=self.state, reason=self.reason)
+
+
+class _Block:
+    """The engine's private record of a block proposal."""
+
+    __slots__ = ("account_id", "client_order_id", "counterparty_id", "price", "proposal_id", "quantity", "reason",
+                 "side", "state")
+
+    def __init__(self, *, proposal_id: int, command: ProposeBlock) -> None:
+        self.proposal_id = proposal_id
+        self.account_id = command.account_id
+        self.client_order_id = command.client_order_id
+        self.counterparty_id = command.counterparty_id
+        self.side = command.side
+        self.price = command.price_fen
+        self.quantity = command.quantity_t
+        self.state = PROPOSED
+        self.reason: str | None = None
+
+    def status(self) -> BlockStatus:
+        return BlockStatus(proposal_id=self.proposal_id, account_id=self.account_id,
+                           client_order_id=self.client_order_id, counterparty_id=self.counterparty_id,
+                           side=self.side, price_fen=self.price, quantity_t=self.quantity, state=self.state,
                            reason=self.reason)
 
 
@@ -533,6 +910,22 @@ class MatchingEngine:
         self._client_ids: set[tuple[str, str]] = set()
         self._last_at: datetime | None = None
         self._last_session: str | None = None
+        self._block_band: PriceBand = band(previous_close_fen, BLOCK, rules=rules)
+        self._restricted: set[str] = set()
+        self._cap = rules.max_open_orders
+        #: Per account, ids of orders that rested and quotes posted; pruned lazily (only kept with a cap).
+        self._open_ids: dict[str, list[int]] = {}
+        self._quotes: dict[int, _Quote] = {}
+        self._open_quotes: dict[int, _Quote] = {}
+        self._blocks: dict[int, _Block] = {}
+        self._open_blocks: dict[int, _Block] = {}
+        self._handlers: dict[type[Any], Callable[[Any, list[Event], set[tuple[str, int]]], None]] = {
+            PostQuote: self._post_quote, TakeQuote: self._take_quote, CancelQuote: self._cancel_quote,
+            ProposeBlock: self._propose_block, ConfirmBlock: self._confirm_block,
+            DeclineBlock: self._decline_block, WithdrawBlock: self._withdraw_block,
+            RestrictAccount: self._restrict, LiftRestriction: self._lift_restriction,
+            Halt: self._officer, Resume: self._officer, OpenDay: self._officer, CloseDay: self._officer,
+        }
 
     # -- read side --------------------------------------------------------------------------
 
@@ -540,6 +933,47 @@ class MatchingEngine:
     def price_band(self) -> PriceBand:
         """Today's listed price band."""
         return self._band
+
+    @property
+    def block_band(self) -> PriceBand:
+        """Today's block (bulk agreement) price band."""
+        return self._block_band
+
+    @property
+    def restricted_accounts(self) -> frozenset[str]:
+        """The accounts an officer has restricted."""
+        return frozenset(self._restricted)
+
+    def quote_status(self, quote_id: int) -> QuoteStatus | None:
+        """The status of a posted quote, or ``None`` for an id that is not a quote."""
+        quote = self._quotes.get(quote_id)
+        return None if quote is None else quote.status()
+
+    def quotes(self) -> tuple[QuoteStatus, ...]:
+        """The status of every posted quote, by quote id."""
+        return tuple(quote.status() for quote in self._quotes.values())
+
+    def quote_depth(self, levels: int = 5) -> Depth:
+        """The best ``levels`` price levels of the open quotes per side (buys highest first, sells lowest)."""
+        def side(name: str) -> tuple[Level, ...]:
+            totals: dict[int, list[int]] = {}
+            for quote in self._open_quotes.values():
+                if quote.side == name:
+                    level = totals.setdefault(quote.price, [0, 0])
+                    level[0] += quote.remaining
+                    level[1] += 1
+            prices = sorted(totals, reverse=name == BUY)[:levels]
+            return tuple(Level(price_fen=p, quantity_t=totals[p][0], orders=totals[p][1]) for p in prices)
+        return Depth(bids=side(BUY), asks=side(SELL))
+
+    def block_status(self, proposal_id: int) -> BlockStatus | None:
+        """The status of a block proposal, or ``None`` for an id that is not one."""
+        block = self._blocks.get(proposal_id)
+        return None if block is None else block.status()
+
+    def blocks(self) -> tuple[BlockStatus, ...]:
+        """The status of every block proposal, by proposal id."""
+        return tuple(block.status() for block in self._blocks.values())
 
     @property
     def halted(self) -> bool:
@@ -588,7 +1022,10 @@ class MatchingEngine:
         elif isinstance(command, ReplaceOrder):
             self._replace(command, events, touched)
         else:
-            self._officer(command, events, touched)
+            handler = self._handlers.get(type(command))
+            if handler is None:
+                raise ExchangeError(f"not a command: {command!r}", code="unknown_command")
+            handler(command, events, touched)
         if touched:
             for side, price in sorted(touched):
                 book = self._bids if side == BUY else self._asks
@@ -614,16 +1051,35 @@ class MatchingEngine:
         events.append(OrderRejected(seq=self._next_seq(), account_id=account_id, code=code,
                                     client_order_id=client_order_id, order_id=order_id))
 
-    def _place(self, command: PlaceOrder, events: list[Event], touched: set[tuple[str, int]]) -> None:
-        rules = self._rules
+    def _at_cap(self, account_id: str) -> bool:
+        """True when ``account_id`` already has ``max_open_orders`` open orders and quotes."""
+        ids = self._open_ids.get(account_id)
+        cap = self._cap or 0
+        if ids is None or len(ids) < cap:
+            return False
+        orders, quotes = self._orders, self._quotes
+        ids[:] = [i for i in ids if (orders[i] if i in orders else quotes[i]).remaining]
+        return len(ids) >= cap
+
+    def _count_open(self, account_id: str, some_id: int) -> None:
+        if self._cap is not None:
+            self._open_ids.setdefault(account_id, []).append(some_id)
+
+    def _place(self, command: PlaceOrder, events: list[Event], touched: set[tuple[str, int]]) -> None:  # noqa: C901
+        rules = self._rules  # the checks stay inline: this is the hot path
         key = (command.account_id, command.client_order_id)
         code = self._session_rejection(command.at)
+        if code is None and self._restricted and command.account_id in self._restricted:
+            code = "account_restricted"
         if code is None and key in self._client_ids:
             code = "duplicate_client_order_id"
         if code is None and command.price_fen is not None:
             code = price_rejection(command.price_fen, price_band=self._band, rules=rules)
         if code is None:
             code = quantity_rejection(command.quantity_t, LISTED, rules=rules)
+        if (code is None and self._cap is not None and command.order_type == LIMIT and command.time_in_force == DAY
+                and self._at_cap(command.account_id)):
+            code = "open_order_cap"
         if code is not None:
             self._reject(events, account_id=command.account_id, code=code, client_order_id=command.client_order_id)
             return
@@ -650,6 +1106,8 @@ class MatchingEngine:
         else:
             (self._bids if buy else self._asks).add(order, limit)
             touched.add((order.side, limit))
+            if self._cap is not None:
+                self._count_open(order.account_id, order.order_id)
 
     def _available(self, taker: _Order, limit: int) -> int:
         """Tonnes other accounts offer at prices ``taker`` accepts, up to what it needs; reads only."""
@@ -756,6 +1214,8 @@ class MatchingEngine:
             return
         rules = self._rules
         code = self._session_rejection(command.at)
+        if code is None and command.account_id in self._restricted:
+            code = "account_restricted"
         if code is None:
             code = price_rejection(command.price_fen, price_band=self._band, rules=rules)
         if code is None:
@@ -804,10 +1264,15 @@ class MatchingEngine:
             status, reason = "resumed", ""
         elif isinstance(command, OpenDay):
             self._band = band(command.previous_close_fen, LISTED, rules=self._rules)
+            self._block_band = band(command.previous_close_fen, BLOCK, rules=self._rules)
             self._expire(lambda o: not self._band.contains(o.price or 0), REASON_OUTSIDE_BAND, events, touched)
+            self._end_quotes(lambda q: not self._band.contains(q.price), REASON_OUTSIDE_BAND, events)
+            self._end_blocks(lambda b: not self._block_band.contains(b.price), REASON_OUTSIDE_BAND, events)
             status, reason = "day_opened", ""
         else:
             self._expire(lambda o: True, REASON_END_OF_DAY, events, touched)
+            self._end_quotes(lambda q: True, REASON_END_OF_DAY, events)
+            self._end_blocks(lambda b: True, REASON_END_OF_DAY, events)
             status, reason = "day_closed", ""
         events.append(TradingStatusChanged(seq=self._next_seq(), status=status, band_low_fen=self._band.low_fen,
                                            band_high_fen=self._band.high_fen, reason=reason))
@@ -821,6 +1286,229 @@ class MatchingEngine:
             (self._bids if order.side == BUY else self._asks).take_out(order, price)
             touched.add((order.side, price))
             self._end(order, EXPIRED, reason, events)
+
+
+    # -- entry checks shared by quotes and blocks ----------------------------------------------
+
+    def _entry_rejection(self, at: datetime, account_id: str, key: tuple[str, str], kind: str) -> str | None:
+        """``halted``, ``market_closed`` (``kind``'s session), ``account_restricted``, ``duplicate_client_order_id``."""
+        code = session_rejection(at, rules=self._rules, kind=kind, halted=self._halted)
+        if code is None and account_id in self._restricted:
+            code = "account_restricted"
+        if code is None and key in self._client_ids:
+            code = "duplicate_client_order_id"
+        return code
+
+    def _new_id(self) -> int:
+        self._last_order_id += 1
+        return self._last_order_id
+
+    def _trade(self, events: list[Event], *, price: int, quantity: int, buy: tuple[int, str], sell: tuple[int, str],
+               aggressor_side: str, mode: str) -> None:
+        self._last_trade_id += 1
+        events.append(TradeExecuted(seq=self._next_seq(), trade_id=self._last_trade_id, price_fen=price,
+                                    quantity_t=quantity, buy_order_id=buy[0], sell_order_id=sell[0],
+                                    buy_account_id=buy[1], sell_account_id=sell[1], aggressor_side=aggressor_side,
+                                    mode=mode))
+
+    # -- listed agreement (挂牌 / 摘牌) ----------------------------------------------------------
+
+    def _post_quote(self, command: PostQuote, events: list[Event], touched: set[tuple[str, int]]) -> None:
+        rules = self._rules
+        key = (command.account_id, command.client_order_id)
+        code = self._entry_rejection(command.at, command.account_id, key, LISTED)
+        if code is None:
+            code = price_rejection(command.price_fen, price_band=self._band, rules=rules)
+        if code is None:
+            code = quantity_rejection(command.quantity_t, LISTED, rules=rules)
+        if code is None and command.allow_partial and not rules.quote_partial_takes:
+            code = "partial_take_not_allowed"
+        if code is None and self._cap is not None and self._at_cap(command.account_id):
+            code = "open_order_cap"
+        if code is not None:
+            self._reject(events, account_id=command.account_id, code=code, client_order_id=command.client_order_id)
+            return
+        self._client_ids.add(key)
+        partial = rules.quote_partial_takes if command.allow_partial is None else command.allow_partial
+        quote = _Quote(quote_id=self._new_id(), command=command, partial=partial)
+        self._quotes[quote.quote_id] = self._open_quotes[quote.quote_id] = quote
+        self._count_open(quote.account_id, quote.quote_id)
+        events.append(QuotePosted(seq=self._next_seq(), quote_id=quote.quote_id, account_id=quote.account_id,
+                                  client_order_id=quote.client_order_id, side=quote.side, price_fen=quote.price,
+                                  quantity_t=quote.quantity, partial_allowed=partial))
+
+    def _take_rejection(self, command: TakeQuote, quote: _Quote | None) -> str | None:  # noqa: C901 - one rule a line
+        if quote is None:
+            return "unknown_quote"
+        if quote.state not in OPEN_STATES:
+            return "quote_not_open"
+        if quote.account_id == command.account_id:
+            return "self_take"
+        levels = {q.price for q in self._open_quotes.values() if q.side == quote.side}
+        if quote.price not in sorted(levels, reverse=quote.side == BUY)[: self._rules.quote_take_levels]:
+            return "not_in_best_levels"
+        if command.quantity_t % self._rules.lot_t:
+            return "lot_size"
+        if command.quantity_t > quote.remaining:
+            return "quantity_exceeds_quote"
+        if command.quantity_t < quote.remaining and not quote.partial:
+            return "partial_take_not_allowed"
+        return None
+
+    def _take_quote(self, command: TakeQuote, events: list[Event], touched: set[tuple[str, int]]) -> None:
+        key = (command.account_id, command.client_order_id)
+        quote = self._quotes.get(command.quote_id)
+        code = self._entry_rejection(command.at, command.account_id, key, LISTED)
+        if code is None:
+            code = self._take_rejection(command, quote)
+        if code is not None or quote is None:
+            self._reject(events, account_id=command.account_id, code=code or "unknown_quote",
+                         client_order_id=command.client_order_id, order_id=command.quote_id)
+            return
+        self._client_ids.add(key)
+        take_id = self._new_id()
+        quantity = command.quantity_t
+        quote.remaining -= quantity
+        quote.taken += quantity
+        quote.state = PARTIALLY_FILLED if quote.remaining else FILLED
+        if not quote.remaining:
+            del self._open_quotes[quote.quote_id]
+        side = SELL if quote.side == BUY else BUY
+        events.append(QuoteTaken(seq=self._next_seq(), take_id=take_id, quote_id=quote.quote_id,
+                                 account_id=command.account_id, client_order_id=command.client_order_id, side=side,
+                                 price_fen=quote.price, quantity_t=quantity, quote_remaining_t=quote.remaining))
+        maker, taker = (quote.quote_id, quote.account_id), (take_id, command.account_id)
+        self._trade(events, price=quote.price, quantity=quantity, buy=taker if side == BUY else maker,
+                    sell=maker if side == BUY else taker, aggressor_side=side, mode=MODE_LISTED_AGREEMENT)
+
+    def _cancel_quote(self, command: CancelQuote, events: list[Event], touched: set[tuple[str, int]]) -> None:
+        quote = self._quotes.get(command.quote_id)
+        code = None
+        if quote is None:
+            code = "unknown_quote"
+        elif quote.account_id != command.account_id:
+            code = "not_own_quote"
+        elif quote.state not in OPEN_STATES:
+            code = "quote_not_open"
+        if code is not None or quote is None:
+            self._reject(events, account_id=command.account_id, code=code or "unknown_quote",
+                         order_id=command.quote_id)
+            return
+        self._end_quote(quote, REASON_TRADER, events)
+
+    def _end_quote(self, quote: _Quote, reason: str, events: list[Event]) -> None:
+        quantity = quote.remaining
+        quote.cancelled += quantity
+        quote.remaining = 0
+        quote.state = CANCELLED
+        quote.reason = reason
+        del self._open_quotes[quote.quote_id]
+        events.append(QuoteCancelled(seq=self._next_seq(), quote_id=quote.quote_id, account_id=quote.account_id,
+                                     quantity_t=quantity, reason=reason))
+
+    def _end_quotes(self, condition: Callable[[_Quote], bool], reason: str, events: list[Event]) -> None:
+        for quote in sorted((q for q in self._open_quotes.values() if condition(q)), key=lambda q: q.quote_id):
+            self._end_quote(quote, reason, events)
+
+    # -- block agreement (大宗协议) ---------------------------------------------------------------
+
+    def _propose_block(self, command: ProposeBlock, events: list[Event], touched: set[tuple[str, int]]) -> None:
+        rules = self._rules
+        key = (command.account_id, command.client_order_id)
+        code = self._entry_rejection(command.at, command.account_id, key, BLOCK)
+        if code is None and command.counterparty_id == command.account_id:
+            code = "self_counterparty"
+        if code is None:
+            code = price_rejection(command.price_fen, price_band=self._block_band, rules=rules)
+        if code is None:
+            code = quantity_rejection(command.quantity_t, BLOCK, rules=rules)
+        if code is not None:
+            self._reject(events, account_id=command.account_id, code=code, client_order_id=command.client_order_id)
+            return
+        self._client_ids.add(key)
+        block = _Block(proposal_id=self._new_id(), command=command)
+        self._blocks[block.proposal_id] = self._open_blocks[block.proposal_id] = block
+        events.append(BlockProposed(seq=self._next_seq(), proposal_id=block.proposal_id, account_id=block.account_id,
+                                    client_order_id=block.client_order_id, counterparty_id=block.counterparty_id,
+                                    side=block.side, price_fen=block.price, quantity_t=block.quantity))
+
+    def _open_block(self, account_id: str, proposal_id: int, party: str, events: list[Event]) -> _Block | None:
+        """The open proposal ``proposal_id`` when ``account_id`` is its ``party`` (counterparty or initiator)."""
+        block = self._blocks.get(proposal_id)
+        code = None
+        if block is None:
+            code = "unknown_proposal"
+        elif block.state != PROPOSED:
+            code = "proposal_not_open"
+        elif party == "counterparty" and block.counterparty_id != account_id:
+            code = "not_counterparty"
+        elif party == "initiator" and block.account_id != account_id:
+            code = "not_initiator"
+        if code is not None:
+            self._reject(events, account_id=account_id, code=code, order_id=proposal_id)
+            return None
+        return block
+
+    def _confirm_block(self, command: ConfirmBlock, events: list[Event], touched: set[tuple[str, int]]) -> None:
+        block = self._open_block(command.account_id, command.proposal_id, "counterparty", events)
+        if block is None:
+            return
+        code = session_rejection(command.at, rules=self._rules, kind=BLOCK, halted=self._halted)
+        if code is None and (block.account_id in self._restricted or block.counterparty_id in self._restricted):
+            code = "account_restricted"
+        if code is not None:
+            self._reject(events, account_id=command.account_id, code=code, order_id=block.proposal_id)
+            return
+        block.state = EXECUTED
+        del self._open_blocks[block.proposal_id]
+        events.append(BlockConfirmed(seq=self._next_seq(), proposal_id=block.proposal_id,
+                                     account_id=command.account_id))
+        initiator, counterparty = (block.proposal_id, block.account_id), (block.proposal_id, block.counterparty_id)
+        buy_initiated = block.side == BUY
+        self._trade(events, price=block.price, quantity=block.quantity,
+                    buy=initiator if buy_initiated else counterparty, sell=counterparty if buy_initiated else initiator,
+                    aggressor_side=SELL if buy_initiated else BUY, mode=MODE_BLOCK)
+
+    def _decline_block(self, command: DeclineBlock, events: list[Event], touched: set[tuple[str, int]]) -> None:
+        block = self._open_block(command.account_id, command.proposal_id, "counterparty", events)
+        if block is not None:
+            self._end_block(block, REASON_DECLINED, events)
+
+    def _withdraw_block(self, command: WithdrawBlock, events: list[Event], touched: set[tuple[str, int]]) -> None:
+        block = self._open_block(command.account_id, command.proposal_id, "initiator", events)
+        if block is not None:
+            self._end_block(block, REASON_WITHDRAWN, events)
+
+    def _end_block(self, block: _Block, reason: str, events: list[Event]) -> None:
+        block.state = CANCELLED
+        block.reason = reason
+        del self._open_blocks[block.proposal_id]
+        events.append(BlockCancelled(seq=self._next_seq(), proposal_id=block.proposal_id,
+                                     initiator_id=block.account_id, counterparty_id=block.counterparty_id,
+                                     reason=reason))
+
+    def _end_blocks(self, condition: Callable[[_Block], bool], reason: str, events: list[Event]) -> None:
+        for block in sorted((b for b in self._open_blocks.values() if condition(b)), key=lambda b: b.proposal_id):
+            self._end_block(block, reason, events)
+
+    # -- officers' account controls --------------------------------------------------------------
+
+    def _restrict(self, command: RestrictAccount, events: list[Event], touched: set[tuple[str, int]]) -> None:
+        if command.account_id in self._restricted:
+            self._reject(events, account_id=command.account_id, code="already_restricted")
+            return
+        self._restricted.add(command.account_id)
+        events.append(AccountRestrictionChanged(seq=self._next_seq(), account_id=command.account_id, restricted=True,
+                                                reason=command.reason))
+
+    def _lift_restriction(self, command: LiftRestriction, events: list[Event],
+                          touched: set[tuple[str, int]]) -> None:
+        if command.account_id not in self._restricted:
+            self._reject(events, account_id=command.account_id, code="not_restricted")
+            return
+        self._restricted.discard(command.account_id)
+        events.append(AccountRestrictionChanged(seq=self._next_seq(), account_id=command.account_id,
+                                                restricted=False))
 
 
 def replay(commands: Iterable[Command], *, rules: InstrumentRules,

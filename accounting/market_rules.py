@@ -13,7 +13,10 @@ section 1.6; [S8] [S9]):
   (``order_too_large`` from 100,000 t on); sessions 09:30-11:30 and 13:00-15:00;
 * block (bulk agreement) trading: band +-30 % of the previous close; at least 100,000 t
   (``block_too_small`` below); 13:00-15:00 only [S9];
-* trading days: Monday to Friday minus the calendar's holidays and announced closures.
+* trading days: Monday to Friday minus the calendar's holidays and announced closures;
+* listed agreement (挂牌协议): quotes may be taken in part unless the instrument says otherwise
+  (``quote_partial_takes``), and only among the best ``quote_take_levels`` (five) price levels;
+* an optional per-account cap on open orders and quotes (``max_open_orders``; none by default).
 
 **Band rounding (our rule, stated because the sources do not give one):** the band limits are
 rounded *inward* to the tick: the lower limit up, the upper limit down. So no accepted price is
@@ -132,11 +135,23 @@ class InstrumentRules:
     listed_sessions: tuple[Session, ...] = LISTED_SESSIONS
     block_sessions: tuple[Session, ...] = BLOCK_SESSIONS
     calendar: TradingCalendar = field(default_factory=TradingCalendar)
+    #: Listed agreement: whether a quote may be taken in part (a poster may still ask for all-or-none).
+    quote_partial_takes: bool = True
+    #: Listed agreement: a taker may take a quote only when its price is among this many best price
+    #: levels of the quotes on that side (the "best five levels" traders see).
+    quote_take_levels: int = 5
+    #: Most open (resting) orders plus open quotes one account may have; ``None``: no cap.
+    max_open_orders: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("tick_fen", "lot_t", "block_min_t"):
+        for name in ("tick_fen", "lot_t", "block_min_t", "quote_take_levels"):
             if _whole(getattr(self, name), name=name, unit="integer") <= 0:
                 raise MarketRuleError(f"{name} must be positive", code="invalid_rule")
+        if self.max_open_orders is not None and _whole(self.max_open_orders, name="max_open_orders",
+                                                       unit="orders") <= 0:
+            raise MarketRuleError("max_open_orders must be positive or None", code="invalid_rule")
+        if type(self.quote_partial_takes) is not bool:
+            raise MarketRuleError("quote_partial_takes must be a bool", code="invalid_rule")
         for name in ("listed_band_bp", "block_band_bp"):
             if not 0 <= _whole(getattr(self, name), name=name, unit="basis points") < BP:
                 raise MarketRuleError(f"{name} must be from 0 to {BP - 1} basis points", code="invalid_band")

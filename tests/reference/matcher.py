@@ -5,7 +5,9 @@ orders that cross, sorts them by priority (price, then arrival counter) and take
 levels, no queues, no dead entries, no incremental totals. The command semantics are those written
 in the docstring of ``accounting.exchange`` (same rejection codes and check order, self-trade
 prevention by cancelling the resting order, FOK checked before anything changes, market orders
-bounded by the band, cancel-replace priority rules). Rule checks reuse ``accounting.market_rules``,
+bounded by the band, cancel-replace priority rules, officers' account restrictions and the per-account
+cap on open orders). Listed-agreement quotes and block agreements are not modelled here: they have no
+matching to compare and are covered by hand-written tests. Rule checks reuse ``accounting.market_rules``,
 whose functions have their own hand-written tests; what is compared here is the matching.
 
 ``apply`` returns plain tuples (no sequence numbers, no book-change events); ``project`` turns the
@@ -56,6 +58,7 @@ class ReferenceMatcher:
     client_ids: set[tuple[str, str]] = field(default_factory=set)
     last_order_id: int = 0
     clock: int = 0
+    restricted: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.band = band(self.previous_close_fen, LISTED, rules=self.rules)
@@ -130,16 +133,34 @@ class ReferenceMatcher:
         elif isinstance(command, ex.CloseDay):
             for order in sorted(self.resting, key=lambda o: o.order_id):
                 self.end(order, "expired", "end_of_day", out)
+        elif isinstance(command, ex.RestrictAccount):
+            if command.account_id in self.restricted:
+                out.append(("rejected", "already_restricted", None))
+            else:
+                self.restricted.add(command.account_id)
+                out.append(("restriction", command.account_id, True))
+        elif isinstance(command, ex.LiftRestriction):
+            if command.account_id not in self.restricted:
+                out.append(("rejected", "not_restricted", None))
+            else:
+                self.restricted.remove(command.account_id)
+                out.append(("restriction", command.account_id, False))
         return out
 
     def place(self, command: ex.PlaceOrder, out: list[tuple[Any, ...]]) -> None:  # noqa: C901 - kept flat on purpose
         code = session_rejection(command.at, rules=self.rules, halted=self.halted)
+        if code is None and command.account_id in self.restricted:
+            code = "account_restricted"
         if code is None and (command.account_id, command.client_order_id) in self.client_ids:
             code = "duplicate_client_order_id"
         if code is None and command.price_fen is not None:
             code = price_rejection(command.price_fen, price_band=self.band, rules=self.rules)
         if code is None:
             code = quantity_rejection(command.quantity_t, LISTED, rules=self.rules)
+        cap = self.rules.max_open_orders
+        if (code is None and cap is not None and command.order_type == "limit" and command.time_in_force == "day"
+                and sum(1 for o in self.resting if o.account_id == command.account_id) >= cap):
+            code = "open_order_cap"  # only orders that may rest are capped; resting orders are the open ones
         if code is not None:
             out.append(("rejected", code, None))
             return
@@ -187,6 +208,7 @@ class ReferenceMatcher:
         if order is None:
             return
         code = (session_rejection(command.at, rules=self.rules, halted=self.halted)
+                or ("account_restricted" if command.account_id in self.restricted else None)
                 or price_rejection(command.price_fen, price_band=self.band, rules=self.rules)
                 or quantity_rejection(command.quantity_t, LISTED, rules=self.rules))
         if code is not None:
@@ -238,6 +260,8 @@ def project(events: tuple[ex.Event, ...]) -> list[tuple[Any, ...]]:
             out.append(("expired", event.order_id, event.quantity_t, event.reason))
         elif isinstance(event, ex.OrderReplaced):
             out.append(("replaced", event.order_id, event.price_fen, event.quantity_t, event.priority_kept))
+        elif isinstance(event, ex.AccountRestrictionChanged):
+            out.append(("restriction", event.account_id, event.restricted))
     return out
 
 

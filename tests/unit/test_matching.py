@@ -1,7 +1,8 @@
 """The market rules and the matching core: hand-written cases per rule, differential and property tests.
 
 The differential test runs seeded random command streams (limit, market, IOC, FOK, cancel,
-cancel-replace, several accounts, self-trades, rejections, officers' day changes) through the engine
+cancel-replace, several accounts, self-trades, rejections, officers' day changes, account restrictions,
+with and without a cap on open orders) through the engine
 and through the obviously right reference matcher (``tests/reference/matcher.py``) and requires the
 same events, order statuses and book after every command. The Hypothesis tests check the issue's
 invariants after every command: no crossed book at rest, fills within band and on tick, price-time
@@ -473,9 +474,12 @@ def random_commands(seed: int, count: int) -> list[ex.Command]:  # noqa: C901 - 
             placed += 1
         elif roll < 0.82:
             commands.append(ex.CancelOrder(account_id=account, order_id=rng.randint(1, placed + 2), at=at))
-        elif roll < 0.97:
+        elif roll < 0.93:
             commands.append(ex.ReplaceOrder(account_id=account, order_id=rng.randint(1, placed + 2), price_fen=price,
                                             quantity_t=quantity, at=at))
+        elif roll < 0.97:
+            commands.append(ex.RestrictAccount(account_id=account, at=at) if rng.random() < 0.3
+                            else ex.LiftRestriction(account_id=account, at=at))
         else:
             officer: list[ex.Command] = [ex.Halt(at=at), ex.Resume(at=at), ex.Resume(at=at), ex.CloseDay(at=at),
                                          ex.OpenDay(at=at, previous_close_fen=CLOSE + rng.randint(-60, 60))]
@@ -483,19 +487,29 @@ def random_commands(seed: int, count: int) -> list[ex.Command]:  # noqa: C901 - 
     return commands
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_the_engine_and_the_reference_matcher_agree_on_seeded_random_streams(seed: int) -> None:
-    e = engine()
-    reference = ReferenceMatcher(rules=RULES, previous_close_fen=CLOSE)
+CAPPED = InstrumentRules(instrument="CEA-2025", max_open_orders=2)  # small, so that it bites often
+
+
+@pytest.mark.parametrize(("seed", "rules"), [(seed, RULES) for seed in range(12)]
+                         + [(seed, CAPPED) for seed in range(100, 106)])
+def test_the_engine_and_the_reference_matcher_agree_on_seeded_random_streams(seed: int,
+                                                                            rules: InstrumentRules) -> None:
+    e = engine(rules)
+    reference = ReferenceMatcher(rules=rules, previous_close_fen=CLOSE)
     trade_count = 0
+    codes: set[str] = set()
     for step, command in enumerate(random_commands(seed, 600)):
         events = e.apply(command)
         expected = reference.apply(command)
         assert project(events) == expected, (seed, step, command)
         assert engine_book(e) == reference.book(), (seed, step)
+        assert all(x.mode == ex.MODE_CONTINUOUS for x in events if isinstance(x, ex.TradeExecuted))
         trade_count += sum(1 for x in expected if x[0] == "trade")
+        codes.update(x[1] for x in expected if x[0] == "rejected")
     assert engine_statuses(e) == reference.statuses()
-    assert trade_count > 50  # the stream really trades
+    assert trade_count > (50 if rules is RULES else 5)  # the stream really trades (a cap of 2 trades less)
+    assert "account_restricted" in codes  # restrictions really bite
+    assert ("open_order_cap" in codes) == (rules is CAPPED)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -582,3 +596,276 @@ def test_replaying_the_same_commands_from_empty_gives_the_same_events_and_book(s
     assert first_events == second_events
     assert first.book() == second.book() and first.orders() == second.orders()
     assert commands == build(specs)  # the commands themselves are untouched
+
+
+# ---------------------------------------------------------------------------------------------
+# Listed agreement (挂牌 / 摘牌), block agreement (大宗协议), officers' account controls
+
+PM = datetime(2026, 3, 2, 14, 0, tzinfo=CHINA_TZ)  # Monday afternoon: block session
+
+
+def post(account: str, cid: str, side: str, qty: int, price: int, *, partial: bool | None = None,
+         at: datetime = AT) -> ex.PostQuote:
+    return ex.PostQuote(account_id=account, client_order_id=cid, side=side, price_fen=price, quantity_t=qty,
+                        allow_partial=partial, at=at)
+
+
+def take(account: str, cid: str, quote_id: int, qty: int, *, at: datetime = AT) -> ex.TakeQuote:
+    return ex.TakeQuote(account_id=account, client_order_id=cid, quote_id=quote_id, quantity_t=qty, at=at)
+
+
+def propose(account: str, cid: str, counterparty: str, side: str, qty: int = 100_000, price: int = 5000, *,
+            at: datetime = PM) -> ex.ProposeBlock:
+    return ex.ProposeBlock(account_id=account, client_order_id=cid, counterparty_id=counterparty, side=side,
+                           price_fen=price, quantity_t=qty, at=at)
+
+
+def test_a_quote_is_posted_and_taken_in_part_at_its_price_with_a_listed_agreement_trade() -> None:
+    e = engine()
+    posted = e.apply(post("A", "q1", SELL, 500, 5100))
+    assert kinds(posted) == ["QuotePosted"] and posted[0].partial_allowed  # type: ignore[union-attr]
+    events = e.apply(take("B", "t1", 1, 200))
+    assert kinds(events) == ["QuoteTaken", "TradeExecuted"]
+    taken, trade = events
+    assert isinstance(taken, ex.QuoteTaken) and isinstance(trade, ex.TradeExecuted)
+    assert (taken.take_id, taken.side, taken.price_fen, taken.quantity_t, taken.quote_remaining_t) == (2, BUY, 5100,
+                                                                                                      200, 300)
+    assert (trade.mode, trade.price_fen, trade.quantity_t, trade.buy_order_id, trade.sell_order_id) == (
+        ex.MODE_LISTED_AGREEMENT, 5100, 200, 2, 1)
+    assert (trade.buy_account_id, trade.sell_account_id, trade.aggressor_side) == ("B", "A", BUY)
+    e.apply(take("C", "t1", 1, 300))
+    status = e.quote_status(1)
+    assert status is not None and (status.state, status.taken_t, status.remaining_t) == (ex.FILLED, 500, 0)
+    assert e.book() == ex.BookSnapshot(bids=(), asks=())  # quotes never enter the continuous book
+    assert rejection(e.apply(take("D", "t1", 1, 1))) == "quote_not_open"
+
+
+def test_quotes_never_match_each_other_or_the_continuous_book() -> None:
+    e = engine()
+    e.apply(post("A", "q1", SELL, 10, 5000))
+    assert kinds(e.apply(post("B", "q1", BUY, 10, 5100))) == ["QuotePosted"]  # crossing quotes just rest
+    assert trades(e.apply(place("C", "o1", BUY, 10, 5100))) == []
+    assert e.quote_depth() == ex.Depth(bids=(ex.Level(price_fen=5100, quantity_t=10, orders=1),),
+                                       asks=(ex.Level(price_fen=5000, quantity_t=10, orders=1),))
+
+
+def test_a_taker_may_take_only_among_the_best_five_price_levels_and_any_quote_within_a_level() -> None:
+    e = engine()
+    for number, price in enumerate((5000, 5010, 5020, 5030, 5040, 5050, 5000)):  # ids 1..7; 1 and 7 share 5000
+        e.apply(post("A", f"q{number}", SELL, 10, price))
+    assert rejection(e.apply(take("B", "t1", 6, 10))) == "not_in_best_levels"  # 5050 is the sixth level
+    assert trades(e.apply(take("B", "t2", 7, 10))) == [(5000, 10, 8, 7)]  # no time priority at one price
+    assert trades(e.apply(take("B", "t3", 5, 10))) == [(5040, 10, 9, 5)]  # fifth level
+    e.apply(post("C", "b1", BUY, 10, 4900))
+    e.apply(post("C", "b2", BUY, 10, 4950))  # bids: best is the highest
+    assert [level.price_fen for level in e.quote_depth().bids] == [4950, 4900]
+    narrow = engine(InstrumentRules(instrument="CCER", quote_take_levels=1))
+    narrow.apply(post("A", "q1", BUY, 10, 4900))
+    narrow.apply(post("A", "q2", BUY, 10, 4950))
+    assert rejection(narrow.apply(take("B", "t1", 1, 10))) == "not_in_best_levels"
+    assert kinds(narrow.apply(take("B", "t2", 2, 10))) == ["QuoteTaken", "TradeExecuted"]
+
+
+def test_partial_takes_follow_the_quote_and_the_instruments_configuration() -> None:
+    e = engine()
+    e.apply(post("A", "q1", SELL, 100, 5000, partial=False))  # all-or-none on request
+    assert rejection(e.apply(take("B", "t1", 1, 40))) == "partial_take_not_allowed"
+    assert rejection(e.apply(take("B", "t1", 1, 101))) == "quantity_exceeds_quote"
+    assert kinds(e.apply(take("B", "t1", 1, 100))) == ["QuoteTaken", "TradeExecuted"]
+    whole = engine(InstrumentRules(instrument="CCER", quote_partial_takes=False, lot_t=10))
+    assert rejection(whole.apply(post("A", "q1", SELL, 100, 5000, partial=True))) == "partial_take_not_allowed"
+    posted = whole.apply(post("A", "q1", SELL, 100, 5000))
+    assert posted[0].partial_allowed is False  # type: ignore[union-attr]
+    assert rejection(whole.apply(take("B", "t1", 1, 15))) == "lot_size"
+    assert rejection(whole.apply(take("B", "t1", 1, 50))) == "partial_take_not_allowed"
+
+
+def test_quote_and_take_rejections_name_their_rule() -> None:
+    e = engine()
+    closed = datetime(2026, 3, 2, 12, tzinfo=CHINA_TZ)
+    assert rejection(e.apply(post("A", "q", SELL, 10, 5000, at=closed))) == "market_closed"
+    assert rejection(e.apply(post("A", "q", SELL, 10, 5600))) == "outside_band"
+    assert rejection(e.apply(post("A", "q", SELL, 100_000, 5000))) == "order_too_large"
+    e.apply(post("A", "q", SELL, 10, 5000))  # quote 1
+    assert rejection(e.apply(post("A", "q", SELL, 10, 5000))) == "duplicate_client_order_id"
+    e.apply(place("A", "o", BUY, 1, 4800))  # client ids are shared by orders, quotes and takes
+    assert rejection(e.apply(place("A", "q", BUY, 1, 4800))) == "duplicate_client_order_id"
+    assert rejection(e.apply(take("A", "t", 1, 10))) == "self_take"
+    assert rejection(e.apply(take("B", "t", 99, 10))) == "unknown_quote"
+    assert rejection(e.apply(take("B", "t", 1, 10, at=closed))) == "market_closed"
+    e.apply(ex.Halt(at=AT))
+    assert rejection(e.apply(take("B", "t", 1, 10))) == "halted"
+    assert rejection(e.apply(post("B", "q", BUY, 10, 5000))) == "halted"
+
+
+def test_a_quote_is_cancelled_by_its_owner_even_when_closed_and_ends_with_the_day_or_the_band() -> None:
+    e = engine()
+    e.apply(post("A", "q1", SELL, 10, 5000))  # 1
+    e.apply(post("A", "q2", SELL, 10, 5400))  # 2
+    e.apply(post("A", "q3", BUY, 10, 4600))  # 3
+    assert rejection(e.apply(ex.CancelQuote(account_id="B", quote_id=1, at=AT))) == "not_own_quote"
+    assert rejection(e.apply(ex.CancelQuote(account_id="A", quote_id=9, at=AT))) == "unknown_quote"
+    evening = datetime(2026, 3, 2, 18, tzinfo=CHINA_TZ)
+    cancelled = e.apply(ex.CancelQuote(account_id="A", quote_id=1, at=evening))
+    assert kinds(cancelled) == ["QuoteCancelled"]
+    assert (cancelled[0].reason, cancelled[0].quantity_t) == ("cancelled_by_trader", 10)  # type: ignore[union-attr]
+    assert rejection(e.apply(ex.CancelQuote(account_id="A", quote_id=1, at=AT))) == "quote_not_open"
+    opened = e.apply(ex.OpenDay(at=AT, previous_close_fen=4800))  # band 4320-5280: the 5400 quote ends
+    assert [(x.quote_id, x.reason) for x in opened if isinstance(x, ex.QuoteCancelled)] == [(2, "outside_band")]
+    closed = e.apply(ex.CloseDay(at=evening))
+    assert [(x.quote_id, x.reason) for x in closed if isinstance(x, ex.QuoteCancelled)] == [(3, "end_of_day")]
+    assert e.quote_depth() == ex.Depth(bids=(), asks=())
+    status = e.quote_status(3)
+    assert status is not None and status.taken_t + status.remaining_t + status.cancelled_t == status.quantity_t
+
+
+def test_a_block_trade_executes_only_when_the_named_counterparty_confirms() -> None:
+    e = engine()
+    proposed = e.apply(propose("A", "b1", "B", SELL, 150_000, 6400))  # within +-30 %, at least 100,000 t
+    assert kinds(proposed) == ["BlockProposed"]
+    assert rejection(e.apply(ex.ConfirmBlock(account_id="C", proposal_id=1, at=PM))) == "not_counterparty"
+    assert rejection(e.apply(ex.ConfirmBlock(account_id="A", proposal_id=1, at=PM))) == "not_counterparty"
+    assert e.block_status(1).state == ex.PROPOSED  # type: ignore[union-attr]
+    events = e.apply(ex.ConfirmBlock(account_id="B", proposal_id=1, at=PM))
+    assert kinds(events) == ["BlockConfirmed", "TradeExecuted"]
+    trade = events[1]
+    assert isinstance(trade, ex.TradeExecuted)
+    assert (trade.mode, trade.price_fen, trade.quantity_t, trade.buy_account_id, trade.sell_account_id,
+            trade.buy_order_id, trade.sell_order_id, trade.aggressor_side) == (
+        ex.MODE_BLOCK, 6400, 150_000, "B", "A", 1, 1, BUY)
+    assert e.block_status(1).state == ex.EXECUTED  # type: ignore[union-attr]
+    assert rejection(e.apply(ex.ConfirmBlock(account_id="B", proposal_id=1, at=PM))) == "proposal_not_open"
+    assert rejection(e.apply(ex.ConfirmBlock(account_id="B", proposal_id=7, at=PM))) == "unknown_proposal"
+    assert e.book() == ex.BookSnapshot(bids=(), asks=())
+
+
+@pytest.mark.parametrize(("command", "code"), [
+    (propose("A", "b", "B", BUY, at=AT), "market_closed"),  # block trading is 13:00-15:00 only
+    (propose("A", "b", "A", BUY), "self_counterparty"),
+    (propose("A", "b", "B", BUY, 99_999), "block_too_small"),
+    (propose("A", "b", "B", BUY, price=6501), "outside_band"),
+    (propose("A", "b", "B", BUY, price=3499), "outside_band"),
+    (propose("A", "1", "B", BUY), "duplicate_client_order_id"),
+])
+def test_block_proposals_that_break_a_rule_are_rejected(command: ex.ProposeBlock, code: str) -> None:
+    e = engine()
+    e.apply(propose("A", "1", "C", SELL))
+    assert rejection(e.apply(command)) == code
+    assert len(e.blocks()) == 1
+
+
+def test_block_edges_are_accepted_and_confirmation_needs_the_session_and_no_halt() -> None:
+    e = engine()
+    assert kinds(e.apply(propose("A", "1", "B", BUY, 100_000, 3500))) == ["BlockProposed"]
+    assert kinds(e.apply(propose("A", "2", "B", BUY, 100_000, 6500))) == ["BlockProposed"]
+    assert rejection(e.apply(ex.ConfirmBlock(account_id="B", proposal_id=1, at=AT))) == "market_closed"
+    e.apply(ex.Halt(at=PM))
+    assert rejection(e.apply(ex.ConfirmBlock(account_id="B", proposal_id=1, at=PM))) == "halted"
+    e.apply(ex.Resume(at=PM))
+    assert kinds(e.apply(ex.ConfirmBlock(account_id="B", proposal_id=1, at=PM))) == ["BlockConfirmed",
+                                                                                     "TradeExecuted"]
+
+
+def test_a_block_proposal_is_declined_withdrawn_or_expires_at_the_end_of_the_day() -> None:
+    e = engine()
+    for number in range(4):
+        e.apply(propose("A", str(number), "B", SELL))  # 1..4
+    assert rejection(e.apply(ex.DeclineBlock(account_id="A", proposal_id=1, at=PM))) == "not_counterparty"
+    declined = e.apply(ex.DeclineBlock(account_id="B", proposal_id=1, at=PM))
+    assert [(x.proposal_id, x.reason) for x in declined] == [(1, "declined")]  # type: ignore[union-attr]
+    assert rejection(e.apply(ex.WithdrawBlock(account_id="B", proposal_id=2, at=PM))) == "not_initiator"
+    evening = datetime(2026, 3, 2, 18, tzinfo=CHINA_TZ)
+    withdrawn = e.apply(ex.WithdrawBlock(account_id="A", proposal_id=2, at=evening))  # allowed when closed
+    assert [(x.proposal_id, x.reason) for x in withdrawn] == [(2, "withdrawn")]  # type: ignore[union-attr]
+    assert rejection(e.apply(ex.WithdrawBlock(account_id="A", proposal_id=2, at=PM))) == "proposal_not_open"
+    opened = e.apply(ex.OpenDay(at=PM, previous_close_fen=7200))  # block band 5040-9360: 5000 is out
+    assert [(x.proposal_id, x.reason) for x in opened if isinstance(x, ex.BlockCancelled)] == [
+        (3, "outside_band"), (4, "outside_band")]
+    e.apply(propose("A", "5", "B", SELL, price=7000))  # 5
+    closed = e.apply(ex.CloseDay(at=evening))
+    assert [(x.proposal_id, x.reason) for x in closed if isinstance(x, ex.BlockCancelled)] == [(5, "end_of_day")]
+    assert [b.state for b in e.blocks()] == [ex.CANCELLED] * 5
+    assert e.block_band == PriceBand(low_fen=5040, high_fen=9360)
+
+
+def test_a_restricted_account_cannot_trade_but_may_cancel_until_the_restriction_is_lifted() -> None:
+    e = engine()
+    e.apply(place("A", "1", BUY, 10, 4900))  # 1
+    e.apply(post("A", "q1", SELL, 10, 5100))  # 2
+    e.apply(post("B", "q1", SELL, 10, 5100))  # 3
+    e.apply(propose("A", "b1", "B", BUY))  # 4
+    e.apply(propose("B", "b2", "A", BUY))  # 5
+    restricted = e.apply(ex.RestrictAccount(account_id="A", at=AT, reason="abnormal trading"))
+    assert kinds(restricted) == ["AccountRestrictionChanged"]
+    assert (restricted[0].restricted, restricted[0].reason) == (True, "abnormal trading")  # type: ignore[union-attr]
+    assert e.restricted_accounts == frozenset({"A"})
+    assert rejection(e.apply(ex.RestrictAccount(account_id="A", at=AT))) == "already_restricted"
+    for command in (place("A", "2", BUY, 10, 4900), place("A", "3", SELL, 1, kind=MARKET),
+                    ex.ReplaceOrder(account_id="A", order_id=1, price_fen=4950, quantity_t=10, at=AT),
+                    post("A", "q2", SELL, 10, 5100), take("A", "t1", 3, 10), propose("A", "b3", "B", SELL)):
+        assert rejection(e.apply(command)) == "account_restricted", command
+    # confirmations need both parties unrestricted
+    assert rejection(e.apply(ex.ConfirmBlock(account_id="B", proposal_id=4, at=PM))) == "account_restricted"
+    assert rejection(e.apply(ex.ConfirmBlock(account_id="A", proposal_id=5, at=PM))) == "account_restricted"
+    # what it already has stays and may still be traded against; cancels are allowed
+    assert trades(e.apply(place("C", "1", SELL, 4, 4900))) == [(4900, 4, 1, 6)]
+    assert kinds(e.apply(ex.CancelOrder(account_id="A", order_id=1, at=AT))) == ["OrderCancelled", "BookChanged"]
+    assert kinds(e.apply(ex.CancelQuote(account_id="A", quote_id=2, at=AT))) == ["QuoteCancelled"]
+    assert kinds(e.apply(ex.DeclineBlock(account_id="A", proposal_id=5, at=PM))) == ["BlockCancelled"]
+    lifted = e.apply(ex.LiftRestriction(account_id="A", at=AT))
+    assert kinds(lifted) == ["AccountRestrictionChanged"] and not lifted[0].restricted  # type: ignore[union-attr]
+    assert rejection(e.apply(ex.LiftRestriction(account_id="A", at=AT))) == "not_restricted"
+    assert kinds(e.apply(place("A", "2", BUY, 10, 4900)))[0] == "OrderAccepted"
+    assert kinds(e.apply(ex.ConfirmBlock(account_id="B", proposal_id=4, at=PM))) == ["BlockConfirmed",
+                                                                                     "TradeExecuted"]
+
+
+def test_the_open_order_cap_counts_resting_orders_and_open_quotes_per_account() -> None:
+    e = engine(InstrumentRules(instrument="CEA-2025", max_open_orders=2))
+    e.apply(place("A", "1", BUY, 10, 4900))  # 1 rests
+    e.apply(post("A", "q1", SELL, 10, 5100))  # 2 open quote
+    assert rejection(e.apply(place("A", "2", BUY, 10, 4800))) == "open_order_cap"
+    assert rejection(e.apply(post("A", "q2", SELL, 10, 5100))) == "open_order_cap"
+    assert kinds(e.apply(place("B", "1", BUY, 10, 4800)))[0] == "OrderAccepted"  # per account
+    # IOC and market orders never rest, so the cap does not apply to them; this IOC meets A's own bid 1,
+    # which self-trade prevention cancels: a slot frees
+    assert kinds(e.apply(place("A", "3", SELL, 5, 4900, tif=IOC)))[0] == "OrderAccepted"  # 4
+    assert kinds(e.apply(place("A", "4", SELL, 5, kind=MARKET)))[0] == "OrderAccepted"  # 5
+    assert e.order_status(1).state == ex.CANCELLED  # type: ignore[union-attr]
+    assert kinds(e.apply(place("A", "5", BUY, 10, 4800)))[0] == "OrderAccepted"  # 6: two open again
+    assert rejection(e.apply(place("A", "6", BUY, 10, 4800))) == "open_order_cap"
+    e.apply(take("C", "t1", 2, 10))  # the quote is taken whole: a slot frees
+    assert kinds(e.apply(place("A", "6", BUY, 10, 4800)))[0] == "OrderAccepted"
+    replace = ex.ReplaceOrder(account_id="A", order_id=6, price_fen=4810, quantity_t=20, at=AT)
+    assert kinds(e.apply(replace))[0] == "OrderReplaced"  # a replace is not a new order
+    with pytest.raises(MarketRuleError) as err:
+        InstrumentRules(instrument="CCER", max_open_orders=0)
+    assert err.value.code == "invalid_rule"
+
+
+def test_new_commands_are_checked_when_built_and_replay_is_deterministic_across_all_modes() -> None:
+    for build_bad, code in ((lambda: post("A", "q", "hold", 10, 5000), "unknown_side"),
+                            (lambda: post("A", "q", SELL, 10, 50.0), "not_an_integer"),  # type: ignore[arg-type]
+                            (lambda: post("A", "q", SELL, 10, 5000, partial=1), "invalid_allow_partial"),  # type: ignore[arg-type]
+                            (lambda: take("A", "t", 0, 10), "invalid_quote"),
+                            (lambda: propose("A", "b", "", BUY), "missing_value"),
+                            (lambda: ex.RestrictAccount(account_id="A", at=datetime(2026, 3, 2)), "naive_datetime")):  # noqa: DTZ001
+        with pytest.raises(ex.ExchangeError) as err:
+            build_bad()
+        assert err.value.code == code
+    with pytest.raises(ex.ExchangeError) as unknown:
+        engine().apply("cancel everything")  # type: ignore[arg-type]
+    assert unknown.value.code == "unknown_command"
+    commands: list[ex.Command] = [
+        post("A", "q1", SELL, 50, 5050), take("B", "t1", 1, 20), place("C", "o1", BUY, 10, 5000),
+        ex.RestrictAccount(account_id="C", at=AT), place("C", "o2", BUY, 10, 5000),
+        propose("A", "b1", "B", SELL, 120_000, 5200), ex.ConfirmBlock(account_id="B", proposal_id=4, at=PM),
+        ex.LiftRestriction(account_id="C", at=AT), ex.CloseDay(at=PM)]
+    kept = list(commands)
+    first, first_events = ex.replay(commands, rules=RULES, previous_close_fen=CLOSE)
+    second, second_events = ex.replay(commands, rules=RULES, previous_close_fen=CLOSE)
+    assert first_events == second_events and commands == kept
+    assert first.quotes() == second.quotes() and first.blocks() == second.blocks()
+    assert [x.mode for x in first_events if isinstance(x, ex.TradeExecuted)] == [ex.MODE_LISTED_AGREEMENT,
+                                                                                 ex.MODE_BLOCK]
+    assert [ev.seq for ev in first_events] == list(range(1, len(first_events) + 1))
