@@ -37,7 +37,9 @@ class QualityResource(dg.ConfigurableResource):
 
     @property
     def data_docs(self) -> Path:
-        return Path(self.data_docs_path).resolve()  # Great Expectations wants an absolute folder
+        # Great Expectations wants an absolute folder; ``absolute``, not ``resolve``: the folder is a symlink
+        # swapped per run, and resolving it would name the next run's folder after the previous one's.
+        return Path(self.data_docs_path).absolute()
 
 
 @dg.asset(group_name="quality", partitions_def=monthly, backfill_policy=single_run,

@@ -89,6 +89,14 @@ def test_the_data_docs_of_the_latest_run_are_built(published_zone: Settings) -> 
     assert [p.name for p in folder.parent.iterdir() if p.name.startswith(".data_docs-")] == [folder.resolve().name]
 
 
+def test_the_next_run_builds_its_docs_beside_the_published_link_not_inside_its_target(tmp_path: Path) -> None:
+    published = tmp_path / ".data_docs-0123"
+    published.mkdir()
+    (tmp_path / "data_docs").symlink_to(published.name)
+    folder = QualityResource(data_docs_path=str(tmp_path / "data_docs")).data_docs
+    assert folder == tmp_path / "data_docs" and folder.is_absolute()  # a resolved link would nest each run deeper
+
+
 # --- planted errors ---------------------------------------------------------------------------------
 
 
