@@ -43,6 +43,22 @@ def default_database_url(data_dir: Path) -> str:
     return url
 
 
+UNIT_TESTS = Path(__file__).resolve().parent / "unit"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In the PostgreSQL pass, leave out the unit tests that use no database: the SQLite pass ran them."""
+    if TEST_DATABASE != "postgresql":
+        return
+    kept, database_free = [], []
+    for item in items:
+        pure = item.path.is_relative_to(UNIT_TESTS) and "database_url" not in getattr(item, "fixturenames", ())
+        (database_free if pure else kept).append(item)
+    if database_free:
+        config.hook.pytest_deselected(items=database_free)
+        items[:] = kept
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _drop_test_schemas() -> Iterator[None]:
     """Drop the PostgreSQL schemas that test zones created, once the session ends."""
