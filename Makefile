@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster
 
-.PHONY: run setup test lint bench bench-exchange sample clean
+.PHONY: run setup test test-sqlite test-postgresql lint bench bench-exchange sample clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
@@ -26,11 +26,17 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-# The whole suite runs twice: on SQLite (the embedded default) and on PostgreSQL (production;
+# The whole suite runs twice, both passes at once (one core each, each in a temporary folder of its own,
+# output kept together per pass): on SQLite (the embedded default) and on PostgreSQL (production;
 # skipped when unreachable, unless CARBON_REQUIRE_POSTGRES=1 as in CI).
 test: setup lint
-	CARBON_TEST_DATABASE=sqlite $(BIN)/python -m pytest -q
-	CARBON_TEST_DATABASE=postgresql $(BIN)/python -m pytest -q
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-sqlite test-postgresql
+
+test-sqlite: setup
+	CARBON_TEST_DATABASE=sqlite $(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp/sqlite
+
+test-postgresql: setup
+	CARBON_TEST_DATABASE=postgresql $(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp/postgresql
 
 bench: setup
 	$(BIN)/python benchmarks/bench_emissions.py
@@ -42,4 +48,4 @@ sample: setup
 	$(BIN)/python data/sample/generate.py
 
 clean:
-	rm -rf data/warehouse.duckdb* data/serving.duckdb* data/carbon.sqlite* data/inbox data/dagster
+	rm -rf data/warehouse.duckdb* data/serving.duckdb* data/carbon.sqlite* data/inbox data/dagster .pytest-tmp
