@@ -33,9 +33,11 @@ test: setup lint
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-sqlite test-postgresql
 
 test-sqlite: setup
+	mkdir -p .pytest-tmp
 	CARBON_TEST_DATABASE=sqlite $(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp/sqlite
 
 test-postgresql: setup
+	mkdir -p .pytest-tmp
 	CARBON_TEST_DATABASE=postgresql $(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp/postgresql
 
 bench: setup
