@@ -8,22 +8,24 @@ state (the snapshot reader, the session factory, the verified factor library) li
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import duckdb
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.datastructures import FormData, UploadFile
 
 from accounting.calculation import CalculationOptions
 from accounting.factors import FactorLibrary
+from accounting.review import Actor
 from api.access import ActorDep as ActorDep  # the signed-in user (api.access enforces the access table)
 from api.errors import InvalidOptionsError, PayloadTooLargeError, UnsupportedMediaTypeError
 from api.schemas import ActivityLinesRequest
+from api.services.idempotency import run_once
 from api.services.submissions import clean_filename
 from api.store.serving import SnapshotReader
 from pipelines.settings import Settings, get_settings
@@ -159,6 +161,25 @@ async def read_upload(request: Request, settings: SettingsDep) -> Upload:
 
 
 UploadDep = Annotated[Upload, Depends(read_upload)]
+
+#: The key every change of the ledger, allocation, auctions and compliance requires (``answer_once``).
+RequiredIdempotencyKeyDep = Annotated[str, Header(
+    alias="Idempotency-Key", min_length=1, max_length=255,
+    description="required: any client-chosen key, e.g. a UUIDv4; a replay returns the first answer, the key "
+                "with another body is refused (409)")]
+
+
+def answer_once(session: Session, *, actor: Actor, key: str, operation: str, body: BaseModel | dict[str, Any],
+                response: Response, change: Callable[[], tuple[int, dict[str, Any]]]) -> dict[str, Any]:
+    """Run ``change`` once per (user, key): the status and body of the first answer, replayed after with
+    ``Idempotent-Replayed: true``."""
+    document = body.model_dump() if isinstance(body, BaseModel) else body
+    outcome = run_once(session, actor_id=actor.actor_id, key=key, operation=operation, body=document, change=change)
+    response.status_code = outcome.status_code
+    if outcome.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return outcome.body
+
 
 IdempotencyKeyDep = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255,
                                                  description="any client-chosen key, e.g. a UUIDv4")]

@@ -351,3 +351,21 @@ def factor_from_row(row: dict[str, Any]) -> FactorProvenance:
         "published_on": None if published is None else str(published),
         "year": None if row.get("year") is None else int(row["year"]),
     })
+
+
+class ApprovalOut(BaseModel):
+    """A four-eyes proposal; the deciding officer restates ``payload_digest`` (what they reviewed) at
+    ``POST /v1/approvals/{approval_id}/decision``."""
+
+    approval_id: str
+    kind: str
+    payload: dict[str, Any]
+    payload_digest: str
+    status: str
+    proposed_by: str
+    proposed_at: datetime
+    expires_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+    comment: str | None
+    result: dict[str, Any] | None

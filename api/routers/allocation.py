@@ -6,20 +6,25 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import ActorDep, SessionDep, SettingsDep, read_limited, replayed_form
+from api.deps import (
+    ActorDep,
+    RequiredIdempotencyKeyDep,
+    SessionDep,
+    SettingsDep,
+    answer_once,
+    read_limited,
+    replayed_form,
+)
 from api.errors import UnsupportedMediaTypeError
-from api.schemas import Problem
+from api.schemas import ApprovalOut, Problem
 from api.services import allocation
-from api.services.idempotency import Outcome, run_once
 
 router = APIRouter(prefix="/v1/allocation", tags=["allocation"],
                    responses={401: {"model": Problem}, 403: {"model": Problem}})
 
-IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=255,
-                                       description="required: any client-chosen key, e.g. a UUIDv4")]
 Version = Annotated[int, Path(ge=1, le=1_000_000, description="the plan version")]
 PLAN_MEDIA_TYPES = ("text/plain", "application/toml", "text/toml", "text/x-toml", "multipart/form-data")
 
@@ -55,18 +60,9 @@ class PlanList(BaseModel):
     items: list[PlanSummary]
 
 
-class Approval(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    approval_id: str
-    kind: str
-    payload: dict[str, Any]
-    payload_digest: str
-    status: str
-
-
 class Proposal(BaseModel):
     plan: PlanSummary
-    approval: Approval
+    approval: ApprovalOut
 
 
 class TrueUpRequest(BaseModel):
@@ -91,13 +87,6 @@ class EnterpriseAllocation(BaseModel):
     enterprise_id: str
     account_id: str
     years: list[EnterpriseYear]
-
-
-def _answer(outcome: Outcome, response: Response) -> dict[str, Any]:
-    response.status_code = outcome.status_code
-    if outcome.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return outcome.body
 
 
 async def _plan_text(request: Request, limit: int) -> tuple[str, str]:
@@ -132,13 +121,12 @@ async def _plan_text(request: Request, limit: int) -> tuple[str, str]:
                  "multipart/form-data": {"schema": {"type": "object", "properties": {
                      "file": {"type": "string", "format": "binary"}}}}}}})
 async def load_plan(request: Request, response: Response, session: SessionDep, actor: ActorDep,
-                    settings: SettingsDep, idempotency_key: IdempotencyKey) -> dict[str, Any]:
+                    settings: SettingsDep, idempotency_key: RequiredIdempotencyKeyDep) -> dict[str, Any]:
     """Load a versioned allocation plan (TOML); every problem is listed with its row and field path."""
     text, name = await _plan_text(request, settings.max_upload_bytes)
-    outcome = run_once(session, actor_id=actor.actor_id, key=idempotency_key, operation="allocation.load_plan",
+    return answer_once(session, actor=actor, key=idempotency_key, response=response, operation="allocation.load_plan",
                        body={"content": text},
                        change=lambda: (201, allocation.load_plan(session, actor=actor, content=text, source=name)))
-    return _answer(outcome, response)
 
 
 @router.get("/plans", response_model=PlanList)
@@ -156,26 +144,24 @@ def get_plan(plan_id: str, version: Version, session: SessionDep) -> dict[str, A
 @router.post("/plans/{plan_id}/{version}/pre-allocation", response_model=Proposal, status_code=202,
              responses={404: {"model": Problem}, 409: {"model": Problem}})
 def propose_pre_allocation(plan_id: str, version: Version, response: Response, session: SessionDep, actor: ActorDep,
-                           idempotency_key: IdempotencyKey) -> dict[str, Any]:
+                           idempotency_key: RequiredIdempotencyKeyDep) -> dict[str, Any]:
     """Propose the pre-allocation and pollutant rights; a second officer's approval carries them out."""
-    outcome = run_once(session, actor_id=actor.actor_id, key=idempotency_key, operation="allocation.pre",
+    return answer_once(session, actor=actor, key=idempotency_key, response=response, operation="allocation.pre",
                        body={"plan_id": plan_id, "version": version},
                        change=lambda: (202, allocation.propose_pre_allocation(session, actor=actor, plan_id=plan_id,
                                                                               version=version)))
-    return _answer(outcome, response)
 
 
 @router.post("/plans/{plan_id}/{version}/true-up", response_model=Proposal, status_code=202,
              responses={404: {"model": Problem}, 409: {"model": Problem}})
 def propose_true_up(plan_id: str, version: Version, body: TrueUpRequest, response: Response, session: SessionDep,
-                    actor: ActorDep, idempotency_key: IdempotencyKey) -> dict[str, Any]:
+                    actor: ActorDep, idempotency_key: RequiredIdempotencyKeyDep) -> dict[str, Any]:
     """Propose the true-up of enterprises whose year is locked; a second officer's approval carries it out."""
     outputs = {e: {k: Decimal(str(v)) for k, v in lines.items()} for e, lines in body.actual_outputs.items()}
-    outcome = run_once(session, actor_id=actor.actor_id, key=idempotency_key, operation="allocation.true_up",
+    return answer_once(session, actor=actor, key=idempotency_key, response=response, operation="allocation.true_up",
                        body={"plan_id": plan_id, "version": version, **body.model_dump(mode="json")},
                        change=lambda: (202, allocation.propose_true_up(session, actor=actor, plan_id=plan_id,
                                                                        version=version, actual_outputs=outputs)))
-    return _answer(outcome, response)
 
 
 @router.get("/enterprises/{enterprise_id}", response_model=EnterpriseAllocation, responses={404: {"model": Problem}})

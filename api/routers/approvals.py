@@ -12,9 +12,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import ActorDep, LimitQuery, OffsetQuery, SessionDep
-from api.routers.ledger import ApprovalOut, IdempotencyKey, once
-from api.schemas import Problem
+from api.deps import ActorDep, LimitQuery, OffsetQuery, RequiredIdempotencyKeyDep, SessionDep, answer_once
+from api.schemas import ApprovalOut, Problem
 from api.services import approvals as service
 from api.services import encumbrances as _encumbrances  # noqa: F401  (registers the release executor)
 from api.services import transfers as _transfers  # noqa: F401  (registers the transfer, deposit, reversal executors)
@@ -54,9 +53,10 @@ def get_approval(approval_id: str, session: SessionDep) -> dict[str, Any]:
 @router.post("/{approval_id}/decision", response_model=ApprovalOut,
              responses={404: {"model": Problem}, 409: {"model": Problem}})
 def decide(approval_id: str, body: DecisionRequest, actor: ActorDep, session: SessionDep, response: Response,
-           idempotency_key: IdempotencyKey) -> dict[str, Any]:
+           idempotency_key: RequiredIdempotencyKeyDep) -> dict[str, Any]:
     """Approve (and carry out) or reject a proposal of another officer."""
-    return once(session, actor=actor, key=idempotency_key, operation=f"approvals.decide:{approval_id}", body=body,
+    return answer_once(session, actor=actor, key=idempotency_key,
+                       operation=f"approvals.decide:{approval_id}", body=body,
                 response=response, change=lambda: (200, service.decide(
                     session, approval_id=approval_id, decision=body.decision, payload_digest=body.payload_digest,
                     actor=actor, comment=body.comment, commit=False)))

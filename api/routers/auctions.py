@@ -6,20 +6,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from api.deps import ActorDep, SessionDep
-from api.routers.allocation import Approval
-from api.schemas import Problem
+from api.deps import ActorDep, RequiredIdempotencyKeyDep, SessionDep, answer_once
+from api.schemas import ApprovalOut, Problem
 from api.services import auctions
-from api.services.idempotency import Outcome, run_once
 
 router = APIRouter(prefix="/v1/auctions", tags=["auctions"],
                    responses={401: {"model": Problem}, 403: {"model": Problem}})
 
-IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=255,
-                                       description="required: any client-chosen key, e.g. a UUIDv4")]
 Tonnes = Annotated[int, Field(gt=0, le=10**12)]
 Fen = Annotated[int, Field(gt=0, le=10**12)]
 
@@ -111,7 +107,7 @@ class AuctionResult(BaseModel):
 class Closing(BaseModel):
     auction: Auction
     result: AuctionResult
-    approval: Approval
+    approval: ApprovalOut
 
 
 class BidderLine(BaseModel):
@@ -139,23 +135,15 @@ class AuctionReport(BaseModel):
     bidders: list[BidderLine]
 
 
-def _answer(outcome: Outcome, response: Response) -> dict[str, Any]:
-    response.status_code = outcome.status_code
-    if outcome.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return outcome.body
-
-
 @router.post("", response_model=Auction, status_code=201, responses={409: {"model": Problem}, 422: {"model": Problem}})
 def create_auction(body: AuctionRequest, response: Response, session: SessionDep, actor: ActorDep,
-                   idempotency_key: IdempotencyKey) -> dict[str, Any]:
+                   idempotency_key: RequiredIdempotencyKeyDep) -> dict[str, Any]:
     """Open an auction; the offered allowances move from SYS-ISSUANCE to SYS-AUCTION at once."""
     fields = body.model_dump(exclude={"cover_ratio"})
-    outcome = run_once(session, actor_id=actor.actor_id, key=idempotency_key, operation="auctions.create",
+    return answer_once(session, actor=actor, key=idempotency_key, response=response, operation="auctions.create",
                        body=body.model_dump(mode="json"),
                        change=lambda: (201, auctions.create_auction(session, actor=actor, **fields,
                                                                     cover_ratio=Decimal(body.cover_ratio))))
-    return _answer(outcome, response)
 
 
 @router.get("", response_model=AuctionList)
@@ -174,13 +162,12 @@ def get_auction(auction_id: str, session: SessionDep) -> dict[str, Any]:
 @router.post("/{auction_id}/bids", response_model=AuctionBid, status_code=201,
              responses={404: {"model": Problem}, 409: {"model": Problem}, 422: {"model": Problem}})
 def place_bid(auction_id: str, body: BidRequest, response: Response, session: SessionDep, actor: ActorDep,
-              idempotency_key: IdempotencyKey) -> dict[str, Any]:
+              idempotency_key: RequiredIdempotencyKeyDep) -> dict[str, Any]:
     """A sealed bid on your own account; its cash (price × quantity) is reserved at once."""
-    outcome = run_once(session, actor_id=actor.actor_id, key=idempotency_key, operation="auctions.bid",
+    return answer_once(session, actor=actor, key=idempotency_key, response=response, operation="auctions.bid",
                        body={"auction_id": auction_id, **body.model_dump()},
                        change=lambda: (201, auctions.place_bid(session, actor=actor, auction_id=auction_id,
                                                                **body.model_dump())))
-    return _answer(outcome, response)
 
 
 @router.get("/{auction_id}/bids", response_model=BidList, responses={404: {"model": Problem}})
@@ -192,24 +179,22 @@ def list_bids(auction_id: str, session: SessionDep, actor: ActorDep) -> BidList:
 @router.delete("/{auction_id}/bids/{bid_id}", response_model=AuctionBid,
                responses={404: {"model": Problem}, 409: {"model": Problem}})
 def withdraw_bid(auction_id: str, bid_id: str, response: Response, session: SessionDep, actor: ActorDep,
-                 idempotency_key: IdempotencyKey) -> dict[str, Any]:
+                 idempotency_key: RequiredIdempotencyKeyDep) -> dict[str, Any]:
     """Withdraw your bid while the window is open; the reserved cash comes back."""
-    outcome = run_once(session, actor_id=actor.actor_id, key=idempotency_key, operation="auctions.withdraw",
+    return answer_once(session, actor=actor, key=idempotency_key, response=response, operation="auctions.withdraw",
                        body={"auction_id": auction_id, "bid_id": bid_id},
                        change=lambda: (200, auctions.withdraw_bid(session, actor=actor, auction_id=auction_id,
                                                                   bid_id=bid_id)))
-    return _answer(outcome, response)
 
 
 @router.post("/{auction_id}/close", response_model=Closing, status_code=202,
              responses={404: {"model": Problem}, 409: {"model": Problem}})
 def close_auction(auction_id: str, response: Response, session: SessionDep, actor: ActorDep,
-                  idempotency_key: IdempotencyKey) -> dict[str, Any]:
+                  idempotency_key: RequiredIdempotencyKeyDep) -> dict[str, Any]:
     """Clear the auction after its window and propose the settlement to a second officer."""
-    outcome = run_once(session, actor_id=actor.actor_id, key=idempotency_key, operation="auctions.close",
+    return answer_once(session, actor=actor, key=idempotency_key, response=response, operation="auctions.close",
                        body={"auction_id": auction_id},
                        change=lambda: (202, auctions.close_auction(session, actor=actor, auction_id=auction_id)))
-    return _answer(outcome, response)
 
 
 @router.get("/{auction_id}/report", response_model=AuctionReport,

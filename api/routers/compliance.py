@@ -8,23 +8,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Response, status
+from fastapi import APIRouter, Path, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from accounting.ledger import FIRST_VINTAGE, LAST_VINTAGE
-from api.deps import ActorDep, SessionDep, SettingsDep
-from api.schemas import Problem
+from api.deps import ActorDep, RequiredIdempotencyKeyDep, SessionDep, SettingsDep, answer_once
+from api.schemas import ApprovalOut, Problem
 from api.services import compliance as compliance_service
-from api.services.idempotency import run_once
 
 router = APIRouter(prefix="/v1/compliance", tags=["compliance"],
                    responses={401: {"model": Problem}, 403: {"model": Problem}, 422: {"model": Problem}})
 
-IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=255,
-                                       description="required; any client-chosen key, e.g. a UUIDv4. A replay "
-                                                   "returns the first answer, another body is refused (409)")]
 YearPath = Annotated[int, Path(ge=FIRST_VINTAGE, le=LAST_VINTAGE, description="the compliance year")]
-REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 class SurrenderRequest(BaseModel):
@@ -162,35 +157,15 @@ class ZoneReport(BaseModel):
     enterprises: list[ReportLine]
 
 
-class ApprovalOut(BaseModel):
-    """The pending proposal: a second officer approves it (POST /v1/approvals/{approval_id}/decision)."""
-
-    approval_id: str
-    kind: str
-    payload: dict[str, Any]
-    payload_digest: str
-    status: str
-    proposed_by: str
-    proposed_at: datetime
-    expires_at: datetime
-    decided_by: str | None
-    decided_at: datetime | None
-    comment: str | None
-    result: dict[str, Any] | None
-
 
 @router.post("/surrenders", response_model=SurrenderOut, status_code=status.HTTP_201_CREATED,
              responses={404: {"model": Problem}, 409: {"model": Problem}})
 def surrender(body: SurrenderRequest, actor: ActorDep, session: SessionDep, settings: SettingsDep,
-              idempotency_key: IdempotencyKey, response: Response) -> dict[str, Any]:
+              idempotency_key: RequiredIdempotencyKeyDep, response: Response) -> dict[str, Any]:
     """Retire allowances or CCER from the enterprise's own compliance account for a year's obligation."""
-    outcome = run_once(session, actor_id=actor.actor_id, key=idempotency_key, operation="compliance.surrender",
+    return answer_once(session, actor=actor, key=idempotency_key, response=response, operation="compliance.surrender",
                        body=body.model_dump(), change=lambda: (status.HTTP_201_CREATED, compliance_service.surrender(
                            session, settings=settings, actor=actor, **body.model_dump())))
-    response.status_code = outcome.status_code
-    if outcome.replayed:
-        response.headers[REPLAYED_HEADER] = "true"
-    return outcome.body
 
 
 @router.get("/{year}/report", response_model=ZoneReport)
@@ -210,12 +185,8 @@ def balance_view(year: YearPath, enterprise_id: Annotated[str, Path(max_length=1
 @router.post("/{year}/close", response_model=ApprovalOut, status_code=status.HTTP_202_ACCEPTED,
              responses={409: {"model": Problem}})
 def close(year: YearPath, actor: ActorDep, session: SessionDep, settings: SettingsDep,
-          idempotency_key: IdempotencyKey, response: Response) -> dict[str, Any]:
+          idempotency_key: RequiredIdempotencyKeyDep, response: Response) -> dict[str, Any]:
     """Propose closing the year after its deadline; it happens when a second officer approves the plan."""
-    outcome = run_once(session, actor_id=actor.actor_id, key=idempotency_key, operation="compliance.close",
+    return answer_once(session, actor=actor, key=idempotency_key, response=response, operation="compliance.close",
                        body={"year": year}, change=lambda: (status.HTTP_202_ACCEPTED, compliance_service.propose_close(
                            session, settings=settings, actor=actor, year=year)))
-    response.status_code = outcome.status_code
-    if outcome.replayed:
-        response.headers[REPLAYED_HEADER] = "true"
-    return outcome.body

@@ -8,46 +8,28 @@ Who may call what is in ``api.access``; the services confine holders to their ow
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
-from sqlalchemy.orm import Session
 
-from accounting.review import Actor
-from api.deps import ActorDep, LimitQuery, OffsetQuery, SessionDep
-from api.schemas import Problem
+from api.deps import ActorDep, LimitQuery, OffsetQuery, RequiredIdempotencyKeyDep, SessionDep, answer_once
+from api.schemas import ApprovalOut, Problem
 from api.services import encumbrances as encumbrance_service
 from api.services import ledger as ledger_service
 from api.services import transfers as service
-from api.services.idempotency import run_once
 
 router = APIRouter(prefix="/v1/ledger", tags=["ledger"],
                    responses={401: {"model": Problem}, 403: {"model": Problem}, 422: {"model": Problem}})
 
 CHANGE_RESPONSES: dict[int | str, dict[str, Any]] = {404: {"model": Problem}, 409: {"model": Problem}}
-IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=255,
-                                       description="required: any client-chosen key, e.g. a UUIDv4; a replay "
-                                                   "returns the first answer")]
 AccountId = Annotated[str, Field(min_length=1, max_length=64)]
 InstrumentCode = Annotated[str, Field(min_length=1, max_length=16, description="CEA-<year>, CCER, SO2, NOX, COD, "
                                                                                 "NH3N or CNY")]
 #: Any JSON number is accepted here so that the ledger's rules name what is wrong with it
 #: (``fractional_quantity``, ``not_an_integer``, ``negative_quantity``) instead of a generic 422.
 Quantity = Annotated[StrictInt | StrictFloat, Field(description="whole units: t, kg or fen")]
-
-
-def once(session: Session, *, actor: Actor, key: str, operation: str, body: BaseModel | dict[str, Any],
-         response: Response, change: Callable[[], tuple[int, dict[str, Any]]]) -> dict[str, Any]:
-    """Run ``change`` once per (user, key): the status and body of the first answer, replayed after."""
-    document = body.model_dump() if isinstance(body, BaseModel) else body
-    outcome = run_once(session, actor_id=actor.actor_id, key=key, operation=operation, body=document, change=change)
-    response.status_code = outcome.status_code
-    if outcome.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return outcome.body
 
 
 class RequestBody(BaseModel):
@@ -172,22 +154,6 @@ class EntryOut(BaseModel):
     postings: list[PostingOut]
 
 
-class ApprovalOut(BaseModel):
-    """A four-eyes proposal; the deciding officer restates ``payload_digest`` (what they reviewed)."""
-
-    approval_id: str
-    kind: str
-    payload: dict[str, Any]
-    payload_digest: str
-    status: str
-    proposed_by: str
-    proposed_at: datetime
-    expires_at: datetime
-    decided_by: str | None
-    decided_at: datetime | None
-    comment: str | None
-    result: dict[str, Any] | None
-
 
 class LedgerAction(BaseModel):
     """``posted`` (201, the entry) or ``pending_approval`` (202, the proposal for a second officer)."""
@@ -258,9 +224,9 @@ def list_accounts(actor: ActorDep, session: SessionDep, limit: LimitQuery = 100,
 @router.post("/accounts", response_model=AccountOut, status_code=status.HTTP_201_CREATED,
              responses=CHANGE_RESPONSES)
 def open_account(body: OpenAccountRequest, actor: ActorDep, session: SessionDep, response: Response,
-                 idempotency_key: IdempotencyKey) -> dict[str, Any]:
+                 idempotency_key: RequiredIdempotencyKeyDep) -> dict[str, Any]:
     """Open a trader or lender account (officer)."""
-    return once(session, actor=actor, key=idempotency_key, operation="ledger.open_account", body=body,
+    return answer_once(session, actor=actor, key=idempotency_key, operation="ledger.open_account", body=body,
                 response=response, change=lambda: service.open_holder_account(
                     session, actor=actor, account_id=body.account_id, kind=body.kind, owner_id=body.owner_id,
                     name=body.name))
@@ -291,9 +257,9 @@ def get_counterparties(account_id: str, session: SessionDep) -> dict[str, Any]:
              responses={200: {"model": Counterparty, "description": "already trusted: unchanged"},
                         **CHANGE_RESPONSES})
 def add_counterparty(account_id: str, body: CounterpartyRequest, actor: ActorDep, session: SessionDep,
-                     response: Response, idempotency_key: IdempotencyKey) -> dict[str, Any]:
+                     response: Response, idempotency_key: RequiredIdempotencyKeyDep) -> dict[str, Any]:
     """Trust an account as a recipient; effective after the delay (``COUNTERPARTY_DELAY``, 24 h)."""
-    return once(session, actor=actor, key=idempotency_key, operation=f"ledger.counterparty_add:{account_id}",
+    return answer_once(session, actor=actor, key=idempotency_key, operation=f"ledger.counterparty_add:{account_id}",
                 body=body, response=response, change=lambda: service.add_counterparty(
                     session, actor=actor, account_id=account_id, counterparty_id=body.counterparty_id))
 
@@ -301,9 +267,9 @@ def add_counterparty(account_id: str, body: CounterpartyRequest, actor: ActorDep
 @router.delete("/accounts/{account_id}/counterparties/{counterparty_id}", response_model=Counterparty,
                responses=CHANGE_RESPONSES)
 def remove_counterparty(account_id: str, counterparty_id: str, actor: ActorDep, session: SessionDep,
-                        response: Response, idempotency_key: IdempotencyKey) -> dict[str, Any]:
+                        response: Response, idempotency_key: RequiredIdempotencyKeyDep) -> dict[str, Any]:
     """Stop trusting an account, at once."""
-    return once(session, actor=actor, key=idempotency_key, operation="ledger.counterparty_remove",
+    return answer_once(session, actor=actor, key=idempotency_key, operation="ledger.counterparty_remove",
                 body={"account_id": account_id, "counterparty_id": counterparty_id}, response=response,
                 change=lambda: service.remove_counterparty(session, actor=actor, account_id=account_id,
                                                            counterparty_id=counterparty_id))
@@ -313,9 +279,10 @@ def remove_counterparty(account_id: str, counterparty_id: str, actor: ActorDep, 
              responses={202: {"model": LedgerAction, "description": "an officer's transfer, waiting for a second "
                                                                    "officer"}, **CHANGE_RESPONSES})
 def create_transfer(body: TransferRequest, actor: ActorDep, session: SessionDep, response: Response,
-                    idempotency_key: IdempotencyKey) -> dict[str, Any]:
+                    idempotency_key: RequiredIdempotencyKeyDep) -> dict[str, Any]:
     """Move units from your account to a trusted counterparty (201); an officer's transfer is proposed (202)."""
-    return once(session, actor=actor, key=idempotency_key, operation="ledger.transfer", body=body, response=response,
+    return answer_once(session, actor=actor, key=idempotency_key,
+                       operation="ledger.transfer", body=body, response=response,
                 change=lambda: service.transfer(session, actor=actor, from_account=body.from_account,
                                                 to_account=body.to_account, instrument=body.instrument,
                                                 quantity=body.quantity, memo=body.memo))
@@ -324,9 +291,10 @@ def create_transfer(body: TransferRequest, actor: ActorDep, session: SessionDep,
 @router.post("/deposits", response_model=LedgerAction, status_code=status.HTTP_202_ACCEPTED,
              responses=CHANGE_RESPONSES)
 def create_deposit(body: DepositRequest, actor: ActorDep, session: SessionDep, response: Response,
-                   idempotency_key: IdempotencyKey) -> dict[str, Any]:
+                   idempotency_key: RequiredIdempotencyKeyDep) -> dict[str, Any]:
     """Propose a deposit of simulated cash from the settlement bank (four eyes)."""
-    return once(session, actor=actor, key=idempotency_key, operation="ledger.deposit", body=body, response=response,
+    return answer_once(session, actor=actor, key=idempotency_key,
+                       operation="ledger.deposit", body=body, response=response,
                 change=lambda: service.propose_deposit(session, actor=actor, account_id=body.account_id,
                                                        quantity=body.quantity, memo=body.memo))
 
@@ -334,9 +302,10 @@ def create_deposit(body: DepositRequest, actor: ActorDep, session: SessionDep, r
 @router.post("/reversals", response_model=LedgerAction, status_code=status.HTTP_202_ACCEPTED,
              responses=CHANGE_RESPONSES)
 def create_reversal(body: ReversalRequest, actor: ActorDep, session: SessionDep, response: Response,
-                    idempotency_key: IdempotencyKey) -> dict[str, Any]:
+                    idempotency_key: RequiredIdempotencyKeyDep) -> dict[str, Any]:
     """Propose the reversing entry of a journal entry (four eyes; retired units never move)."""
-    return once(session, actor=actor, key=idempotency_key, operation="ledger.reversal", body=body, response=response,
+    return answer_once(session, actor=actor, key=idempotency_key,
+                       operation="ledger.reversal", body=body, response=response,
                 change=lambda: service.propose_reversal(session, actor=actor, entry_id=body.entry_id,
                                                         memo=body.memo))
 
@@ -353,9 +322,10 @@ def list_encumbrances(actor: ActorDep, session: SessionDep, limit: LimitQuery = 
 @router.post("/freezes", response_model=EncumbranceOut, status_code=status.HTTP_201_CREATED,
              responses=CHANGE_RESPONSES)
 def create_freeze(body: FreezeRequest, actor: ActorDep, session: SessionDep, response: Response,
-                  idempotency_key: IdempotencyKey) -> dict[str, Any]:
+                  idempotency_key: RequiredIdempotencyKeyDep) -> dict[str, Any]:
     """Freeze available units at once (officer, with a reason)."""
-    return once(session, actor=actor, key=idempotency_key, operation="ledger.freeze", body=body, response=response,
+    return answer_once(session, actor=actor, key=idempotency_key,
+                       operation="ledger.freeze", body=body, response=response,
                 change=lambda: encumbrance_service.freeze(session, actor=actor, account_id=body.account_id,
                                                           instrument=body.instrument, quantity=body.quantity,
                                                           reason=body.reason))
@@ -364,9 +334,10 @@ def create_freeze(body: FreezeRequest, actor: ActorDep, session: SessionDep, res
 @router.post("/pledges", response_model=EncumbranceOut, status_code=status.HTTP_201_CREATED,
              responses=CHANGE_RESPONSES)
 def create_pledge(body: PledgeRequest, actor: ActorDep, session: SessionDep, response: Response,
-                  idempotency_key: IdempotencyKey) -> dict[str, Any]:
+                  idempotency_key: RequiredIdempotencyKeyDep) -> dict[str, Any]:
     """Pledge units of your own account to a lender account (your consent)."""
-    return once(session, actor=actor, key=idempotency_key, operation="ledger.pledge", body=body, response=response,
+    return answer_once(session, actor=actor, key=idempotency_key,
+                       operation="ledger.pledge", body=body, response=response,
                 change=lambda: encumbrance_service.pledge(session, actor=actor, account_id=body.account_id,
                                                           instrument=body.instrument, quantity=body.quantity,
                                                           lender_account_id=body.lender_account_id,
@@ -376,9 +347,10 @@ def create_pledge(body: PledgeRequest, actor: ActorDep, session: SessionDep, res
 @router.post("/encumbrances/{encumbrance_id}/release", response_model=LedgerAction,
              status_code=status.HTTP_202_ACCEPTED, responses=CHANGE_RESPONSES)
 def release_encumbrance(encumbrance_id: str, body: ReleaseRequest, actor: ActorDep, session: SessionDep,
-                        response: Response, idempotency_key: IdempotencyKey) -> dict[str, Any]:
+                        response: Response, idempotency_key: RequiredIdempotencyKeyDep) -> dict[str, Any]:
     """Propose releasing a freeze or pledge (four eyes)."""
-    return once(session, actor=actor, key=idempotency_key, operation=f"ledger.release:{encumbrance_id}", body=body,
+    return answer_once(session, actor=actor, key=idempotency_key,
+                       operation=f"ledger.release:{encumbrance_id}", body=body,
                 response=response, change=lambda: encumbrance_service.propose_release(
                     session, actor=actor, encumbrance_id=encumbrance_id, reason=body.reason))
 
