@@ -156,7 +156,7 @@ def _plan_row(session: Session, plan_id: str, version: int) -> AllocationPlanRow
 def _summary(row: AllocationPlanRow) -> dict[str, Any]:
     return {"plan_id": row.plan_id, "version": row.version, "year": row.year, "status": row.status,
             "content_sha256": row.content_sha256, "loaded_by": row.loaded_by,
-            "loaded_at": row.loaded_at if row.loaded_at.tzinfo else row.loaded_at.replace(tzinfo=UTC)}
+            "loaded_at": row.loaded_at}
 
 
 def list_plans(session: Session) -> list[dict[str, Any]]:

@@ -53,15 +53,13 @@ def executor(kind: str) -> Callable[[Executor], Executor]:
     return register
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def describe(row: ApprovalRow) -> dict[str, Any]:
     return {"approval_id": row.approval_id, "kind": row.kind, "payload": row.payload,
             "payload_digest": row.payload_digest, "status": row.status, "proposed_by": row.proposed_by,
-            "proposed_at": _aware(row.proposed_at), "expires_at": _aware(row.expires_at),
-            "decided_by": row.decided_by, "decided_at": _aware(row.decided_at) if row.decided_at else None,
+            "proposed_at": row.proposed_at, "expires_at": row.expires_at,
+            "decided_by": row.decided_by, "decided_at": row.decided_at,
             "comment": row.comment, "result": row.result}
 
 
@@ -114,9 +112,9 @@ def decide(session: Session, *, approval_id: str, decision: str, payload_digest:
     if row is None:
         raise ApprovalNotFoundError(f"no approval '{approval_id}'")
     proposal = Proposal(proposal_id=row.approval_id, kind=row.kind, payload_digest=row.payload_digest,
-                        proposed_by=row.proposed_by, proposed_at=_aware(row.proposed_at),
-                        expires_at=_aware(row.expires_at), status=row.status, decided_by=row.decided_by,
-                        decided_at=_aware(row.decided_at) if row.decided_at else None)
+                        proposed_by=row.proposed_by, proposed_at=row.proposed_at,
+                        expires_at=row.expires_at, status=row.status, decided_by=row.decided_by,
+                        decided_at=row.decided_at)
     decided = decide_rule(proposal, decision=decision, decided_by=actor, at=datetime.now(UTC),
                           payload_digest=payload_digest)
     if decided.status == APPROVED:

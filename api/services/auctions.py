@@ -49,8 +49,6 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _terms(row: AuctionRow) -> AuctionTerms:
@@ -64,7 +62,7 @@ def _terms(row: AuctionRow) -> AuctionTerms:
 
 def _describe(row: AuctionRow) -> dict[str, Any]:
     return {"auction_id": row.auction_id, "instrument": row.instrument, "status": row.status, **row.terms,
-            "created_by": row.created_by, "created_at": _aware(row.created_at),
+            "created_by": row.created_by, "created_at": row.created_at,
             "clearing_price_fen": (row.result or {}).get("clearing_price_fen") if row.status in (SETTLED, CANCELLED)
             else None,  # revealed with the settlement, not while it waits for its second officer
             "settled_entry_id": row.settled_entry_id}
@@ -123,12 +121,12 @@ def _bid_view(row: AuctionBidRow) -> dict[str, Any]:
     return {"bid_id": row.bid_id, "auction_id": row.auction_id, "account_id": row.account_id,
             "price_fen": row.price_fen, "quantity_t": row.quantity, "reserved_fen": row.price_fen * row.quantity,
             "status": row.status, "filled_t": row.filled, "placed_by": row.placed_by,
-            "placed_at": _aware(row.placed_at), "reserve_entry_id": row.reserve_entry_id}
+            "placed_at": row.placed_at, "reserve_entry_id": row.reserve_entry_id}
 
 
 def _pure_bid(row: AuctionBidRow) -> Bid:
     return Bid(bid_id=row.bid_id, bidder_id=row.account_id, price_fen=row.price_fen, quantity_t=row.quantity,
-               submitted_at=_aware(row.placed_at))
+               submitted_at=row.placed_at)
 
 
 def _active_bids(session: Session, auction_id: str) -> list[AuctionBidRow]:

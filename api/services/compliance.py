@@ -557,7 +557,7 @@ def propose_close(session: Session, *, settings: Settings, actor: Actor, year: i
     """Propose closing ``year`` with the plan it would carry out (no commit: the caller's run_once commits)."""
     check_year(year)
     pending = [r for r in _close_approvals(session, year=year, status=PENDING)
-               if (r.expires_at if r.expires_at.tzinfo else r.expires_at.replace(tzinfo=UTC)) > datetime.now(UTC)]
+               if r.expires_at > datetime.now(UTC)]
     if pending:
         raise ComplianceError(f"closing {year} is already proposed ({pending[0].approval_id})",
                               code="close_pending")

@@ -30,17 +30,11 @@ from api.store import ledger as repository
 from api.store.schema import EncumbranceRow
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def describe(row: EncumbranceRow) -> dict[str, Any]:
     return {"encumbrance_id": row.encumbrance_id, "kind": row.kind, "account_id": row.account_id,
             "instrument": row.instrument, "quantity": row.quantity, "lender_account_id": row.lender_account_id,
             "reason": row.reason, "imposed_by": row.imposed_by, "consent_by": row.consent_by,
-            "created_at": _aware(row.created_at), "released_at": _aware(row.released_at),
+            "created_at": row.created_at, "released_at": row.released_at,
             "released_by": row.released_by}
 
 
@@ -95,7 +89,7 @@ def _in_force(session: Session, encumbrance_id: str, *, lock: bool = False) -> E
     if row is None:
         raise LedgerError(f"unknown encumbrance '{encumbrance_id}'", code="unknown_encumbrance")
     if row.released_at is not None:
-        raise LedgerError(f"encumbrance '{encumbrance_id}' was released at {_aware(row.released_at)}",
+        raise LedgerError(f"encumbrance '{encumbrance_id}' was released at {row.released_at}",
                           code="already_released")
     return row
 

@@ -36,7 +36,7 @@ def market_today() -> date:
 def describe(row: ReferencePrice) -> dict[str, Any]:
     return {"instrument": row.instrument, "day": row.day, "price_fen": row.price_fen, "volume": row.volume,
             "source": row.source, "recorded_by": row.recorded_by,
-            "recorded_at": row.recorded_at if row.recorded_at.tzinfo else row.recorded_at.replace(tzinfo=UTC)}
+            "recorded_at": row.recorded_at}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -81,8 +81,6 @@ POSTED = "posted"
 PENDING_APPROVAL = "pending_approval"
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # --- accounts ---------------------------------------------------------------------------------------------
@@ -201,7 +199,7 @@ def account_entries(session: Session, *, account_id: str, limit: int = 100, offs
                            .limit(limit).offset(offset)).all()
     items = [{"seq": entry.seq, "entry_id": entry.entry_id, "kind": entry.kind, "memo": entry.memo,
               "reverses": entry.reverses, "reference": entry.reference, "actor_id": entry.actor_id,
-              "created_at": _aware(entry.created_at), "instrument": posting.instrument, "side": posting.side,
+              "created_at": entry.created_at, "instrument": posting.instrument, "side": posting.side,
               "quantity": posting.quantity,
               "change": posting.quantity if posting.side == "credit" else -posting.quantity}
              for posting, entry in rows]
@@ -213,9 +211,9 @@ def account_entries(session: Session, *, account_id: str, limit: int = 100, offs
 
 def describe_counterparty(row: TrustedCounterparty, *, now: datetime | None = None) -> dict[str, Any]:
     at = now or datetime.now(UTC)
-    effective_at = _aware(row.effective_at)
+    effective_at = row.effective_at
     return {"account_id": row.account_id, "counterparty_id": row.counterparty_id, "added_by": row.added_by,
-            "added_at": _aware(row.added_at), "effective_at": effective_at,
+            "added_at": row.added_at, "effective_at": effective_at,
             "is_effective": row.removed_at is None and effective_at <= at}
 
 
@@ -264,7 +262,7 @@ def remove_counterparty(session: Session, *, actor: Actor, account_id: str, coun
     session.flush()
     audit.append(session, actor=actor, action="ledger.counterparty_removed", target=f"account/{account_id}",
                  detail={"counterparty_id": counterparty_id})
-    return 200, {**describe_counterparty(row), "removed_at": _aware(row.removed_at)}
+    return 200, {**describe_counterparty(row), "removed_at": row.removed_at}
 
 
 def check_trusted(session: Session, *, account_id: str, counterparty_id: str, now: datetime) -> None:
@@ -273,9 +271,9 @@ def check_trusted(session: Session, *, account_id: str, counterparty_id: str, no
     if row is None or row.removed_at is not None:
         raise LedgerError(f"'{counterparty_id}' is not a trusted counterparty of '{account_id}'",
                           code="counterparty_not_trusted")
-    if _aware(row.effective_at) > now:
+    if row.effective_at > now:
         raise LedgerError(f"'{counterparty_id}' becomes a trusted counterparty of '{account_id}' at "
-                          f"{_aware(row.effective_at).isoformat()}", code="counterparty_not_trusted")
+                          f"{row.effective_at.isoformat()}", code="counterparty_not_trusted")
 
 
 # --- transfers, deposits, reversals -----------------------------------------------------------------------
@@ -283,7 +281,7 @@ def check_trusted(session: Session, *, account_id: str, counterparty_id: str, no
 
 def _posted(row: JournalEntryRow, entry: dict[str, Any]) -> dict[str, Any]:
     return {"status": POSTED, "entry": {**entry, "seq": row.seq, "reference": row.reference,
-                                        "created_at": _aware(row.created_at)}, "approval": None}
+                                        "created_at": row.created_at}, "approval": None}
 
 
 def _pending(approval: dict[str, Any]) -> dict[str, Any]:

@@ -87,9 +87,6 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def aware(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes (stored in UTC); PostgreSQL aware ones."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def actor_of(user: User) -> Actor:
@@ -100,13 +97,13 @@ def actor_of(user: User) -> Actor:
 def describe(user: User) -> dict[str, Any]:
     return {"user_id": user.user_id, "role": user.role, "enterprise_ids": sorted(user.enterprise_ids),
             "account_ids": sorted(user.account_ids), "has_password": user.password_hash is not None,
-            "created_at": aware(user.created_at), "disabled": user.disabled_at is not None}
+            "created_at": user.created_at, "disabled": user.disabled_at is not None}
 
 
 def describe_key(key: ApiKey) -> dict[str, Any]:
-    return {"key_id": key.key_id, "user_id": key.user_id, "name": key.name, "created_at": aware(key.created_at),
-            "expires_at": aware(key.expires_at),
-            "revoked_at": aware(key.revoked_at) if key.revoked_at else None}
+    return {"key_id": key.key_id, "user_id": key.user_id, "name": key.name, "created_at": key.created_at,
+            "expires_at": key.expires_at,
+            "revoked_at": key.revoked_at}
 
 
 # --- users -------------------------------------------------------------------------------------------
@@ -275,7 +272,7 @@ def sign_in(session: Session, settings: Settings, *, user_id: str, password: str
                                                              LoginFailure.at >= window_start)
                                .order_by(LoginFailure.at)).scalars().all()
     if len(failures) >= settings.login_max_failures:
-        frees_at = aware(failures[-settings.login_max_failures]) + timedelta(minutes=settings.login_window_minutes)
+        frees_at = failures[-settings.login_max_failures] + timedelta(minutes=settings.login_window_minutes)
         raise LoginThrottledError(max(1, int((frees_at - now).total_seconds()) + 1))
     user = session.get(User, user_id) if USER_ID_PATTERN.fullmatch(user_id) else None
     hasher = hasher_for(settings)
@@ -311,7 +308,7 @@ def authenticate(session: Session, settings: Settings, credentials: Credentials,
     if is_session_token(credentials.token):
         row = session.get(AuthSession, token_digest(credentials.token))
         wanted = "cookie" if credentials.via_cookie else "bearer"
-        if row is None or row.kind != wanted or row.revoked_at is not None or aware(row.expires_at) <= now:
+        if row is None or row.kind != wanted or row.revoked_at is not None or row.expires_at <= now:
             return None
         user = session.get(User, row.user_id)
         if user is None or user.disabled_at is not None:
@@ -327,7 +324,7 @@ def authenticate(session: Session, settings: Settings, credentials: Credentials,
 def _authenticate_key(session: Session, settings: Settings, parsed: NewApiKey, plaintext: str, *, now: datetime,
                       verified_keys: VerifiedKeys) -> Authenticated | None:
     key = session.get(ApiKey, parsed.key_id)
-    if key is None or key.revoked_at is not None or aware(key.expires_at) <= now:
+    if key is None or key.revoked_at is not None or key.expires_at <= now:
         return None
     if verified_keys.key_id(plaintext) != key.key_id:
         if not verify_hash(hasher_for(settings), key.secret_hash, parsed.secret):

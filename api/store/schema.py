@@ -12,7 +12,7 @@ writes an audit entry in the same transaction.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -30,7 +30,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 #: Constraint names fixed by convention, so that Alembic migrations can refer to them on any backend.
 NAMING_CONVENTION = {
@@ -49,7 +51,16 @@ class Base(DeclarativeBase):
 
 
 metadata = Base.metadata
-UTCDateTime = DateTime(timezone=True)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware (SQLite hands back naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 class Enterprise(Base):
@@ -69,7 +80,7 @@ class Enterprise(Base):
     county_code: Mapped[str] = mapped_column(String(6))
     facilities: Mapped[list[str]] = mapped_column(JSON)
     key_emitter_declared: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class Submission(Base):
@@ -96,7 +107,7 @@ class Submission(Base):
     submitter_role: Mapped[str] = mapped_column(String(32))
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="accepted")
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
     def __repr__(self) -> str:
         return f"Submission({self.submission_id!r}, sha256={self.content_sha256[:12]}…)"
@@ -128,7 +139,7 @@ class Evidence(Base):
     size_bytes: Mapped[int] = mapped_column(Integer)
     content: Mapped[bytes] = mapped_column(LargeBinary)
     uploaded_by: Mapped[str] = mapped_column(String(255))
-    uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class EvidenceLink(Base):
@@ -145,7 +156,7 @@ class EvidenceLink(Base):
     submission_id: Mapped[str | None] = mapped_column(ForeignKey("submissions.submission_id"), nullable=True)
     row_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
     linked_by: Mapped[str] = mapped_column(String(255))
-    linked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    linked_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class PeriodReview(Base):
@@ -166,7 +177,7 @@ class PeriodReview(Base):
     is_substituted: Mapped[bool] = mapped_column(Boolean, default=False)
     held: Mapped[bool] = mapped_column(Boolean, default=False)
     held_reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_by: Mapped[str] = mapped_column(String(255))
 
 
@@ -187,7 +198,7 @@ class ReviewEvent(Base):
     comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     row_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
     recommendation: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class Calculation(Base):
@@ -209,7 +220,7 @@ class Calculation(Base):
     net_tco2e: Mapped[float] = mapped_column(Float)
     submission_ids: Mapped[list[str]] = mapped_column(JSON)
     is_substituted: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class QualityFinding(Base):
@@ -225,7 +236,7 @@ class QualityFinding(Base):
     severity: Mapped[str] = mapped_column(String(8))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
     run_id: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class Substitution(Base):
@@ -241,7 +252,7 @@ class Substitution(Base):
     totals: Mapped[dict[str, Any]] = mapped_column(JSON)
     actor_id: Mapped[str] = mapped_column(String(255))
     reason: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class VerifiedEmissions(Base):
@@ -258,7 +269,7 @@ class VerifiedEmissions(Base):
     net_tco2e: Mapped[float] = mapped_column(Float)
     calculation_ids: Mapped[list[str]] = mapped_column(JSON)
     locked_by: Mapped[str] = mapped_column(String(255))
-    locked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    locked_at: Mapped[datetime] = mapped_column(UTCDateTime())
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     diff: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
@@ -269,7 +280,7 @@ class AuditEntry(Base):
     __tablename__ = "audit_log"
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
     actor_id: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(32))
     action: Mapped[str] = mapped_column(String(64), index=True)
@@ -305,8 +316,8 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(Text, nullable=True)
     enterprise_ids: Mapped[list[str]] = mapped_column(JSON)
     account_ids: Mapped[list[str]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class ApiKey(Base):
@@ -318,9 +329,9 @@ class ApiKey(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.user_id"), index=True)
     name: Mapped[str] = mapped_column(String(255))
     secret_hash: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class AuthSession(Base):
@@ -335,9 +346,9 @@ class AuthSession(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.user_id"), index=True)
     kind: Mapped[str] = mapped_column(String(16))  # bearer | cookie
     csrf_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class LoginFailure(Base):
@@ -348,7 +359,7 @@ class LoginFailure(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     user_id: Mapped[str] = mapped_column(String(64))
-    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 # --- the carbon-rights ledger --------------------------------------------------------------------------
@@ -365,7 +376,7 @@ class LedgerAccount(Base):
     kind: Mapped[str] = mapped_column(String(32))
     owner_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     name: Mapped[str] = mapped_column(String(255))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by: Mapped[str] = mapped_column(String(255))
 
 
@@ -382,7 +393,7 @@ class JournalEntryRow(Base):
     reference: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
     actor_id: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(32))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class PostingRow(Base):
@@ -424,8 +435,8 @@ class EncumbranceRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     imposed_by: Mapped[str] = mapped_column(String(255))
     consent_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     released_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
@@ -437,9 +448,9 @@ class TrustedCounterparty(Base):
     account_id: Mapped[str] = mapped_column(ForeignKey("ledger_accounts.account_id"), primary_key=True)
     counterparty_id: Mapped[str] = mapped_column(ForeignKey("ledger_accounts.account_id"), primary_key=True)
     added_by: Mapped[str] = mapped_column(String(255))
-    added_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    effective_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    effective_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class IdempotencyRecord(Base):
@@ -453,7 +464,7 @@ class IdempotencyRecord(Base):
     request_sha256: Mapped[str] = mapped_column(String(64))
     status_code: Mapped[int] = mapped_column(Integer)
     response: Mapped[dict[str, Any]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class ApprovalRow(Base):
@@ -467,10 +478,10 @@ class ApprovalRow(Base):
     payload_digest: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), index=True)
     proposed_by: Mapped[str] = mapped_column(String(255))
-    proposed_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    proposed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     decided_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
@@ -487,7 +498,7 @@ class AllocationPlanRow(Base):
     content_sha256: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))  # loaded | proposed | pre_allocated | trued_up | superseded
     loaded_by: Mapped[str] = mapped_column(String(255))
-    loaded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    loaded_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class AllocationRow(Base):
@@ -517,7 +528,7 @@ class AuctionRow(Base):
     terms: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16))  # open | closing | settled | cancelled
     created_by: Mapped[str] = mapped_column(String(255))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     settled_entry_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
@@ -533,7 +544,7 @@ class AuctionBidRow(Base):
     price_fen: Mapped[int] = mapped_column(BigInteger)
     quantity: Mapped[int] = mapped_column(BigInteger)
     placed_by: Mapped[str] = mapped_column(String(255))
-    placed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    placed_at: Mapped[datetime] = mapped_column(UTCDateTime())
     reserve_entry_id: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))  # active | withdrawn | filled | partial | unfilled
     filled: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -550,4 +561,4 @@ class ReferencePrice(Base):
     volume: Mapped[int] = mapped_column(BigInteger)
     source: Mapped[str] = mapped_column(String(255))
     recorded_by: Mapped[str] = mapped_column(String(255))
-    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
