@@ -387,45 +387,32 @@ class ProposeBlock:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ConfirmBlock:
+class _BlockAnswer:
+    """An answer of one party to block proposal ``proposal_id``."""
+
+    account_id: str
+    proposal_id: int
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _ids(account_id=self.account_id)
+        _int(self.proposal_id, name="proposal_id")
+        _moment(self.at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfirmBlock(_BlockAnswer):
     """The named counterparty confirms block proposal ``proposal_id``: the trade executes."""
 
-    account_id: str
-    proposal_id: int
-    at: datetime
-
-    def __post_init__(self) -> None:
-        _ids(account_id=self.account_id)
-        _int(self.proposal_id, name="proposal_id")
-        _moment(self.at)
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DeclineBlock:
+class DeclineBlock(_BlockAnswer):
     """The named counterparty declines block proposal ``proposal_id``."""
 
-    account_id: str
-    proposal_id: int
-    at: datetime
-
-    def __post_init__(self) -> None:
-        _ids(account_id=self.account_id)
-        _int(self.proposal_id, name="proposal_id")
-        _moment(self.at)
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WithdrawBlock:
+class WithdrawBlock(_BlockAnswer):
     """The initiator withdraws its block proposal ``proposal_id`` before it is confirmed."""
-
-    account_id: str
-    proposal_id: int
-    at: datetime
-
-    def __post_init__(self) -> None:
-        _ids(account_id=self.account_id)
-        _int(self.proposal_id, name="proposal_id")
-        _moment(self.at)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

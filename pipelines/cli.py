@@ -21,7 +21,6 @@ from typing import Any
 
 from accounting.calculation import GRAINS, GRID_REGIONS, RULESETS, CalculationOptions
 from accounting.errors import AccountingError, InvalidFileError
-from pipelines import cli_allocation, cli_compliance, cli_ledger
 
 EXIT_INVALID = 2
 DAGSTER_YAML = """\
@@ -298,8 +297,9 @@ class _RefusedError(Exception):
     """A ``carbon users`` refusal found before any service is called (a password prompt, missing options)."""
 
 
-def _cli_admin() -> Any:
-    """The identity ``carbon users`` records in the audit log: the operating-system user, as an administrator."""
+def cli_actor(role: str, *, enterprise_ids: frozenset[str] = frozenset(),
+              account_ids: frozenset[str] = frozenset()) -> Any:
+    """Who the command line acts as, and the audit log records: the operating-system user, as ``cli:<name>``."""
     import getpass
 
     from accounting.review import Actor
@@ -308,7 +308,7 @@ def _cli_admin() -> Any:
         name = getpass.getuser()
     except (KeyError, OSError):  # no login name (a container without a passwd entry)
         name = f"uid{os.getuid()}"
-    return Actor(actor_id=f"cli:{name}", role="admin")
+    return Actor(actor_id=f"cli:{name}", role=role, enterprise_ids=enterprise_ids, account_ids=account_ids)
 
 
 def _read_password(args: argparse.Namespace, *, purpose: str) -> str:
@@ -447,7 +447,7 @@ def cmd_users(args: argparse.Namespace) -> int:
     from pipelines.settings import get_settings
 
     settings = get_settings()
-    by = _cli_admin()
+    by = cli_actor("admin")
     try:
         with session_factory(settings)() as session:
             if args.users_command == "demo":
@@ -727,6 +727,8 @@ def build_parser() -> argparse.ArgumentParser:
     key_commands.add_parser("revoke", help="revoke a key at once").add_argument("key_id")
     user_commands.add_parser("demo", help="one demo user per role with fresh random passwords, printed")
     users.set_defaults(handler=cmd_users, key_command=None)
+
+    from pipelines import cli_allocation, cli_compliance, cli_ledger  # they use this module's helpers
 
     for register in (cli_ledger.register, cli_allocation.register, cli_compliance.register):
         register(commands)

@@ -19,32 +19,16 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from pipelines.cli import cli_actor
+
 NEXT = "a second officer approves it: POST /v1/approvals/{approval_id}/decision"
-
-
-def _os_user() -> str:
-    import getpass
-    import os
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name (a container without a passwd entry)
-        return f"uid{os.getuid()}"
-
-
-def _officer() -> Any:
-    from accounting.review import Actor
-
-    return Actor(actor_id=f"cli:{_os_user()}", role="officer")
 
 
 def _owner_of(account_id: str) -> Any:
     """The identity of the account's owner: the enterprise of a compliance account, else a trader."""
-    from accounting.review import Actor
-
     if account_id.startswith("CA-"):
-        return Actor(actor_id=f"cli:{_os_user()}", role="enterprise", enterprise_ids=frozenset({account_id[3:]}))
-    return Actor(actor_id=f"cli:{_os_user()}", role="trader", account_ids=frozenset({account_id}))
+        return cli_actor("enterprise", enterprise_ids=frozenset({account_id[3:]}))
+    return cli_actor("trader", account_ids=frozenset({account_id}))
 
 
 def _key(parser: argparse.ArgumentParser) -> None:
@@ -71,7 +55,7 @@ def cmd_allocation(args: argparse.Namespace) -> int:
     from pipelines.settings import get_settings
 
     command = args.allocation_command
-    officer = _officer()
+    officer = cli_actor("officer")
     with session_factory(get_settings())() as session:
         if command == "load":
             path = Path(args.file)
@@ -119,7 +103,7 @@ def cmd_auction(args: argparse.Namespace) -> int:
     from pipelines.settings import get_settings
 
     command = args.auction_command
-    officer = _officer()
+    officer = cli_actor("officer")
     with session_factory(get_settings())() as session:
         if command == "create":
             terms = {"auction_id": args.auction_id, "instrument": args.instrument, "offered_t": args.offered,

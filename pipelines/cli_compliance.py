@@ -14,27 +14,11 @@ import argparse
 from datetime import date
 from typing import Any
 
-
-def _os_user() -> str:
-    import getpass
-    import os
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name (a container without a passwd entry)
-        return f"uid{os.getuid()}"
-
-
-def _officer() -> Any:
-    from accounting.review import Actor
-
-    return Actor(actor_id=f"cli:{_os_user()}", role="officer")
+from pipelines.cli import cli_actor
 
 
 def _for_enterprise(enterprise_id: str) -> Any:
-    from accounting.review import Actor
-
-    return Actor(actor_id=f"cli:{_os_user()}", role="enterprise", enterprise_ids=frozenset({enterprise_id}))
+    return cli_actor("enterprise", enterprise_ids=frozenset({enterprise_id}))
 
 
 def cmd_compliance(args: argparse.Namespace) -> int:
@@ -65,7 +49,7 @@ def cmd_compliance(args: argparse.Namespace) -> int:
                                                                          **body)))
             _print_json({**outcome.body, "replayed": outcome.replayed})
         else:
-            actor = _officer()
+            actor = cli_actor("officer")
             outcome = run_once(session, actor_id=actor.actor_id, key=key,
                                operation="compliance.close", body={"year": args.year},
                                change=lambda: (202, compliance.propose_close(session, settings=settings, actor=actor,
@@ -84,7 +68,7 @@ def cmd_prices(args: argparse.Namespace) -> int:
 
     with session_factory(get_settings())() as session:
         if args.prices_command == "record":
-            created, price = prices.record_price(session, actor=_officer(), record=prices.PriceRecord(
+            created, price = prices.record_price(session, actor=cli_actor("officer"), record=prices.PriceRecord(
                 instrument=args.instrument, day=args.day, price_fen=args.price_fen, volume=args.volume,
                 source=args.source, replace=args.replace))
             _print_json({**price, "created": created})

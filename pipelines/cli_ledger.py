@@ -15,23 +15,11 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from pipelines.cli import cli_actor
+
 EXIT_INVALID = 2
 #: The services that register four-eyes executors (``api.services.approvals.executor``).
 EXECUTOR_SERVICES = ("transfers", "encumbrances", "allocation", "auctions", "compliance")
-
-
-def _cli_officer() -> Any:
-    """The identity recorded for the CLI's ledger actions: the operating-system user, as an officer."""
-    import getpass
-    import os
-
-    from accounting.review import Actor
-
-    try:
-        name = getpass.getuser()
-    except (KeyError, OSError):  # no login name (a container without a passwd entry)
-        name = f"uid{os.getuid()}"
-    return Actor(actor_id=f"cli:{name}", role="officer")
 
 
 def quantity_argument(text: str) -> int | Decimal | str:
@@ -56,7 +44,7 @@ def _run(args: argparse.Namespace, action: Callable[[Any, Any], Any], *, commit:
         importlib.import_module(f"api.services.{service}")
     with session_factory(get_settings())() as session:
         try:
-            result = action(session, _cli_officer())
+            result = action(session, cli_actor("officer"))
         except ApprovalNotFoundError as err:
             _print_json({"code": err.code, "detail": str(err)})
             return EXIT_INVALID
