@@ -53,7 +53,7 @@ from accounting.allocation import (
 from accounting.errors import InvalidFileError, RowError
 from accounting.ledger import ISSUANCE, LedgerError, allowance_code, transfer_entry
 from accounting.review import Actor
-from api.services import approvals
+from api.services import approvals, compliance
 from api.services.ledger import (
     compliance_account_id,
     ensure_compliance_accounts,
@@ -70,7 +70,6 @@ from api.store.schema import (
     ApprovalRow,
     Enterprise,
     PeriodReview,
-    VerifiedEmissions,
 )
 
 LOADED, PROPOSED, PRE_ALLOCATED, TRUED_UP, SUPERSEDED = "loaded", "proposed", "pre_allocated", "trued_up", "superseded"
@@ -338,15 +337,13 @@ def _execute_pre_allocation(session: Session, payload: Mapping[str, Any], approv
 
 
 def emissions_status(session: Session, *, enterprise_id: str, year: int) -> str:
-    """``locked`` when the enterprise-year is locked and its verified emissions are stored, else its review status."""
+    """``locked`` when the enterprise-year has an obligation (locked, verified emissions stored), else why not."""
+    if compliance.obligation_of(session, enterprise_id=enterprise_id, year=year).locked:
+        return "locked"
     review = session.get(PeriodReview, (enterprise_id, str(year)))
     if review is None:
         return "not_reviewed"
-    if review.status != "locked":
-        return review.status
-    verified = session.scalar(select(VerifiedEmissions.id).where(VerifiedEmissions.enterprise_id == enterprise_id,
-                                                                 VerifiedEmissions.year == str(year)).limit(1))
-    return "locked" if verified is not None else "not_verified"
+    return "not_verified" if review.status == "locked" else review.status
 
 
 def _outputs(raw: Mapping[str, Any], *, enterprise_id: str) -> dict[str, Decimal]:

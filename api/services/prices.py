@@ -110,6 +110,12 @@ def list_prices(session: Session, *, instrument: str | None, day_from: date | No
     return {"total": total, "items": [describe(r) for r in rows]}
 
 
+def latest_price(session: Session, instrument: str) -> ReferencePrice | None:
+    """The reference price of the latest day recorded for ``instrument``, if any."""
+    return session.scalar(select(ReferencePrice).where(ReferencePrice.instrument == instrument)
+                          .order_by(ReferencePrice.day.desc()).limit(1))
+
+
 def latest_prices(session: Session) -> dict[str, ReferencePrice]:
     """The latest recorded price of every instrument (by day)."""
     latest: dict[str, ReferencePrice] = {}

@@ -46,7 +46,7 @@ from accounting.ledger import (
     transfer_entry,
 )
 from accounting.review import Actor
-from api.services import approvals
+from api.services import approvals, prices
 from api.services.ledger import (
     account_view,
     compliance_account_id,
@@ -68,7 +68,6 @@ from api.store.schema import (
     JournalEntryRow,
     LedgerAccount,
     PostingRow,
-    ReferencePrice,
     TrustedCounterparty,
 )
 
@@ -151,12 +150,6 @@ def open_holder_account(session: Session, *, actor: Actor, account_id: str, kind
                              commit=False)
 
 
-def latest_price(session: Session, instrument: str) -> ReferencePrice | None:
-    """The reference price of the latest day recorded for ``instrument``, if any."""
-    return session.scalar(select(ReferencePrice).where(ReferencePrice.instrument == instrument)
-                          .order_by(ReferencePrice.day.desc()).limit(1))
-
-
 def _encumbered_by_kind(session: Session, account_id: str) -> dict[tuple[str, str], int]:
     rows = session.execute(select(EncumbranceRow.instrument, EncumbranceRow.kind, func.sum(EncumbranceRow.quantity))
                            .where(EncumbranceRow.account_id == account_id, EncumbranceRow.released_at.is_(None))
@@ -178,7 +171,7 @@ def account_detail(session: Session, *, account_id: str) -> dict[str, Any]:
         instrument = holding["instrument"]
         holding["frozen"] = by_kind.get((instrument, FREEZE), 0)
         holding["pledged"] = by_kind.get((instrument, PLEDGE), 0)
-        price = latest_price(session, instrument)
+        price = prices.latest_price(session, instrument)
         holding["price_fen"] = price.price_fen if price else None
         holding["price_day"] = price.day if price else None
         holding["pledged_value_fen"] = (pledge_value_fen(quantity=holding["pledged"], price_fen=price.price_fen)
