@@ -1,7 +1,7 @@
 """The matching core of the mock carbon exchange: a pure, deterministic state machine.
 
 Commands go in (``PlaceOrder``, ``CancelOrder``, ``ReplaceOrder``, and the officers' ``Halt``,
-``Resume``, ``OpenDay``, ``CloseDay``, and the listed-agreement, block and restriction commands
+``Resume``, ``OpenDay``, ``ChangeBand``, ``CloseDay``, and the listed-agreement, block and restriction commands
 below); events come out (``OrderAccepted``, ``OrderRejected``,
 ``TradeExecuted``, ``OrderCancelled``, ``OrderExpired``, ``OrderReplaced``, ``BookChanged``,
 ``TradingStatusChanged``). No database, no web framework, no clock, no randomness: the moment of
@@ -301,6 +301,27 @@ class OpenDay:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ChangeBand:
+    """An officer sets the band of ``kind`` (listed or block) to ``band_bp`` basis points of the previous close.
+
+    The band is recomputed at once around the same previous close; resting orders, quotes and block
+    proposals outside the new band end (reason ``outside_band``), as at ``OpenDay``.
+    """
+
+    at: datetime
+    kind: str
+    band_bp: int
+
+    def __post_init__(self) -> None:
+        if self.kind not in (LISTED, BLOCK):
+            raise ExchangeError(f"band kind must be {LISTED} or {BLOCK}, got {self.kind!r}", code="unknown_band_kind")
+        _int(self.band_bp, name="band_bp", positive=False)
+        if self.band_bp >= 10_000:
+            raise ExchangeError(f"a band is below 10000 basis points (100 %), got {self.band_bp}", code="invalid_band")
+        _moment(self.at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CloseDay:
     """End of the trading day: every resting (day) order expires (reason ``end_of_day``)."""
 
@@ -440,8 +461,8 @@ class LiftRestriction:
         _moment(self.at)
 
 
-Command = (PlaceOrder | CancelOrder | ReplaceOrder | Halt | Resume | OpenDay | CloseDay | PostQuote | TakeQuote
-           | CancelQuote | ProposeBlock | ConfirmBlock | DeclineBlock | WithdrawBlock | RestrictAccount
+Command = (PlaceOrder | CancelOrder | ReplaceOrder | Halt | Resume | OpenDay | ChangeBand | CloseDay | PostQuote
+           | TakeQuote | CancelQuote | ProposeBlock | ConfirmBlock | DeclineBlock | WithdrawBlock | RestrictAccount
            | LiftRestriction)
 
 
@@ -886,6 +907,7 @@ class MatchingEngine:
 
     def __init__(self, *, rules: InstrumentRules, previous_close_fen: int) -> None:
         self._rules = rules
+        self._previous_close = previous_close_fen
         self._band: PriceBand = band(previous_close_fen, LISTED, rules=rules)
         self._halted = False
         self._seq = 0
@@ -912,6 +934,7 @@ class MatchingEngine:
             DeclineBlock: self._decline_block, WithdrawBlock: self._withdraw_block,
             RestrictAccount: self._restrict, LiftRestriction: self._lift_restriction,
             Halt: self._officer, Resume: self._officer, OpenDay: self._officer, CloseDay: self._officer,
+            ChangeBand: self._officer,
         }
 
     # -- read side --------------------------------------------------------------------------
@@ -920,6 +943,16 @@ class MatchingEngine:
     def price_band(self) -> PriceBand:
         """Today's listed price band."""
         return self._band
+
+    @property
+    def rules(self) -> InstrumentRules:
+        """The rules in force (an officer's band change included)."""
+        return self._rules
+
+    @property
+    def previous_close_fen(self) -> int:
+        """The close today's bands are set around."""
+        return self._previous_close
 
     @property
     def block_band(self) -> PriceBand:
@@ -1052,7 +1085,12 @@ class MatchingEngine:
         if self._cap is not None:
             self._open_ids.setdefault(account_id, []).append(some_id)
 
-    def _place(self, command: PlaceOrder, events: list[Event], touched: set[tuple[str, int]]) -> None:  # noqa: C901
+    def place_rejection(self, command: PlaceOrder) -> str | None:
+        """The code ``apply`` would reject ``command`` with, or ``None``; changes nothing.
+
+        The service asks before it reserves cash or allowances, so a market rule is reported before a
+        missing balance.
+        """
         rules = self._rules  # the checks stay inline: this is the hot path
         key = (command.account_id, command.client_order_id)
         code = self._session_rejection(command.at)
@@ -1067,9 +1105,14 @@ class MatchingEngine:
         if (code is None and self._cap is not None and command.order_type == LIMIT and command.time_in_force == DAY
                 and self._at_cap(command.account_id)):
             code = "open_order_cap"
+        return code
+
+    def _place(self, command: PlaceOrder, events: list[Event], touched: set[tuple[str, int]]) -> None:
+        code = self.place_rejection(command)
         if code is not None:
             self._reject(events, account_id=command.account_id, code=code, client_order_id=command.client_order_id)
             return
+        key = (command.account_id, command.client_order_id)
         self._client_ids.add(key)
         self._last_order_id += 1
         order = _Order(order_id=self._last_order_id, command=command)
@@ -1241,8 +1284,14 @@ class MatchingEngine:
             book.add(moved, new_price)
             touched.add((moved.side, new_price))
 
-    def _officer(self, command: Halt | Resume | OpenDay | CloseDay, events: list[Event],
+    def _officer(self, command: Halt | Resume | OpenDay | ChangeBand | CloseDay, events: list[Event],
                  touched: set[tuple[str, int]]) -> None:
+        if isinstance(command, ChangeBand):
+            self._rules = self._rules.with_band(kind=command.kind, band_bp=command.band_bp)
+            command = OpenDay(at=command.at, previous_close_fen=self._previous_close)
+            status_override: str | None = "band_changed"
+        else:
+            status_override = None
         if isinstance(command, Halt):
             self._halted = True
             status, reason = "halted", command.reason
@@ -1250,6 +1299,7 @@ class MatchingEngine:
             self._halted = False
             status, reason = "resumed", ""
         elif isinstance(command, OpenDay):
+            self._previous_close = command.previous_close_fen
             self._band = band(command.previous_close_fen, LISTED, rules=self._rules)
             self._block_band = band(command.previous_close_fen, BLOCK, rules=self._rules)
             self._expire(lambda o: not self._band.contains(o.price or 0), REASON_OUTSIDE_BAND, events, touched)
@@ -1261,7 +1311,8 @@ class MatchingEngine:
             self._end_quotes(lambda q: True, REASON_END_OF_DAY, events)
             self._end_blocks(lambda b: True, REASON_END_OF_DAY, events)
             status, reason = "day_closed", ""
-        events.append(TradingStatusChanged(seq=self._next_seq(), status=status, band_low_fen=self._band.low_fen,
+        events.append(TradingStatusChanged(seq=self._next_seq(), status=status_override or status,
+                                           band_low_fen=self._band.low_fen,
                                            band_high_fen=self._band.high_fen, reason=reason))
 
     def _expire(self, condition: Callable[[_Order], bool], reason: str, events: list[Event],

@@ -181,11 +181,14 @@ CANCELLATION = "cancellation"
 RISK_RESERVE = "risk_reserve"
 LENDER = "lender"
 BANK = "bank"
+#: An instrument's clearing account on the exchange: what open orders hold and unsettled trades owe.
+CLEARING = "clearing"
 
 #: Accounts that belong to an enterprise or a trader (``owner_id`` required).
 HOLDER_KINDS = frozenset({COMPLIANCE, TRADER, LENDER})
 #: Every account kind: holders, plus the zone's system accounts.
-ACCOUNT_KINDS = HOLDER_KINDS | frozenset({ISSUANCE, AUCTION, FEES, RETIREMENT, CANCELLATION, RISK_RESERVE, BANK})
+ACCOUNT_KINDS = HOLDER_KINDS | frozenset({ISSUANCE, AUCTION, FEES, RETIREMENT, CANCELLATION, RISK_RESERVE, BANK,
+                                          CLEARING})
 #: Units that reach these accounts never move again.
 FINAL_KINDS = frozenset({RETIREMENT, CANCELLATION})
 #: The only accounts whose balance may be negative, and for which instrument kinds.
@@ -225,7 +228,7 @@ DEBIT = "debit"
 CREDIT = "credit"
 ENTRY_KINDS = frozenset({
     "issue", "allocate", "true_up", "auction_reserve", "auction_settle", "auction_refund", "transfer",
-    "surrender", "cancel", "deposit", "withdraw", "fee", "deduction", "reversal",
+    "surrender", "cancel", "deposit", "withdraw", "fee", "deduction", "reversal", "exchange", "exchange_settle",
 })
 
 

@@ -62,6 +62,8 @@ class Access:
 PUBLIC = Access(public=True)
 ALL_USERS = " ".join(USER_ROLES)
 ZONE_READERS = "verifier officer engineer"
+#: Who may read the exchange's public market data.
+MARKET_READERS = "officer verifier enterprise trader engineer"
 
 
 def allow(*, any: str = "", own_enterprise: str = "", own_account: str = "", scoped: str = "") -> Access:  # noqa: A002
@@ -173,6 +175,38 @@ POLICY: dict[tuple[str, str], Access] = {
     ("POST", "/v1/compliance/{year}/close"): allow(any="officer"),
     ("GET", "/v1/prices"): allow(any=ALL_USERS),
     ("POST", "/v1/prices"): allow(any="officer"),
+    # the mock exchange: officers list and control, enterprises and traders trade from their own accounts
+    ("POST", "/v1/exchange/instruments"): allow(any="officer"),
+    ("GET", "/v1/exchange/instruments"): allow(any=MARKET_READERS),
+    ("GET", "/v1/exchange/instruments/{instrument}"): allow(any=MARKET_READERS),
+    ("POST", "/v1/exchange/instruments/{instrument}/halt"): allow(any="officer"),
+    ("POST", "/v1/exchange/instruments/{instrument}/resume"): allow(any="officer"),
+    ("POST", "/v1/exchange/instruments/{instrument}/band"): allow(any="officer"),
+    ("POST", "/v1/exchange/instruments/{instrument}/restrictions"): allow(any="officer"),
+    ("DELETE", "/v1/exchange/instruments/{instrument}/restrictions/{account_id}"): allow(any="officer"),
+    ("POST", "/v1/exchange/instruments/{instrument}/roll"): allow(any="officer"),
+    ("GET", "/v1/exchange/clock"): allow(any=MARKET_READERS),
+    ("PUT", "/v1/exchange/clock"): allow(any="officer"),
+    ("POST", "/v1/exchange/clock/step"): allow(any="officer"),
+    ("POST", "/v1/exchange/instruments/{instrument}/orders"): allow(scoped="enterprise trader"),
+    ("GET", "/v1/exchange/orders"): allow(any="officer", scoped="enterprise trader"),
+    ("GET", "/v1/exchange/instruments/{instrument}/orders/{order_id}"): allow(any="officer",
+                                                                             scoped="enterprise trader"),
+    ("DELETE", "/v1/exchange/instruments/{instrument}/orders/{order_id}"): allow(scoped="enterprise trader"),
+    ("POST", "/v1/exchange/instruments/{instrument}/orders/{order_id}/replace"): allow(scoped="enterprise trader"),
+    ("POST", "/v1/exchange/instruments/{instrument}/quotes"): allow(scoped="enterprise trader"),
+    ("POST", "/v1/exchange/instruments/{instrument}/quotes/{quote_id}/take"): allow(scoped="enterprise trader"),
+    ("DELETE", "/v1/exchange/instruments/{instrument}/quotes/{quote_id}"): allow(scoped="enterprise trader"),
+    ("POST", "/v1/exchange/instruments/{instrument}/blocks"): allow(scoped="enterprise trader"),
+    ("POST", "/v1/exchange/instruments/{instrument}/blocks/{proposal_id}/{answer}"): allow(
+        scoped="enterprise trader"),
+    ("GET", "/v1/exchange/instruments/{instrument}/depth"): allow(any=MARKET_READERS),
+    ("GET", "/v1/exchange/instruments/{instrument}/trades"): allow(any=MARKET_READERS),
+    ("GET", "/v1/exchange/instruments/{instrument}/days"): allow(any=MARKET_READERS),
+    ("GET", "/v1/exchange/instruments/{instrument}/candles"): allow(any=MARKET_READERS),
+    ("GET", "/v1/exchange/instruments/{instrument}/stream"): allow(any=MARKET_READERS),
+    ("GET", "/v1/exchange/accounts/{account_id}/statement"): allow(any="officer", own_account="enterprise trader"),
+    ("GET", "/v1/exchange/instruments/{instrument}/verify"): allow(any="officer engineer"),
 }
 
 

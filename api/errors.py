@@ -172,6 +172,16 @@ RULE_STATUS = {
     **dict.fromkeys(("surrender_exceeds_obligation", "year_closed", "year_already_closed", "deadline_not_passed",
                      "close_pending", "close_plan_changed", "price_required", "price_already_recorded"),
                     status.HTTP_409_CONFLICT),
+    # the exchange: the market's state and the account's balances conflict; a malformed order is 422
+    **dict.fromkeys(("market_closed", "halted", "insufficient_holdings", "order_not_open", "quote_not_open",
+                     "proposal_not_open", "already_listed", "already_halted", "not_halted", "already_restricted",
+                     "not_restricted", "open_order_cap", "duplicate_client_order_id", "clock_backwards",
+                     "clock_not_simulated", "self_take", "not_in_best_levels", "quantity_exceeds_quote"),
+                    status.HTTP_409_CONFLICT),
+    **dict.fromkeys(("unknown_instrument", "unknown_order", "unknown_quote", "unknown_proposal"),
+                    status.HTTP_404_NOT_FOUND),
+    **dict.fromkeys(("not_own_order", "not_own_quote", "not_counterparty", "not_initiator"),
+                    status.HTTP_403_FORBIDDEN),
 }
 
 

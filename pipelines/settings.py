@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     banking_limited: bool = True
     banking_base_t: int = Field(default=10_000, ge=0)
     banking_sales_multiple: Decimal = Field(default=Decimal("1.5"), ge=0)
+    #: Exchange order entry (orders, replaces, quotes, takes, blocks): a token bucket per trading account,
+    #: on top of the per-user limit; 0 disables it.
+    exchange_orders_per_minute: int = Field(default=1_200, ge=0)
+    exchange_order_burst: int = Field(default=100, ge=1)
 
     @classmethod
     def settings_customise_sources(

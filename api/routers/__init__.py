@@ -10,6 +10,7 @@ from api.routers import (
     calculations,
     compliance,
     emissions,
+    exchange,
     health,
     ledger,
     prices,
@@ -25,5 +26,5 @@ from api.routers import (
 ROUTERS: tuple[APIRouter, ...] = (
     health.router, auth.router, users.router, registry.router, emissions.router, zone.router, calculations.router,
     submissions.router, review.router, quality.router, restatements.router, ledger.router, approvals.router,
-    compliance.router, prices.router, allocation.router, auctions.router,
+    compliance.router, prices.router, allocation.router, auctions.router, exchange.router,
 )

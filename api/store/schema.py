@@ -59,6 +59,10 @@ class UTCDateTime(TypeDecorator[datetime]):
     impl = DateTime(timezone=True)
     cache_ok = True
 
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Aware moments are stored as UTC: SQLite keeps the wall-clock fields and drops the offset."""
+        return value.astimezone(UTC) if value is not None and value.tzinfo is not None else value
+
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
@@ -562,3 +566,147 @@ class ReferencePrice(Base):
     source: Mapped[str] = mapped_column(String(255))
     recorded_by: Mapped[str] = mapped_column(String(255))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# --- the mock exchange ---------------------------------------------------------------------------------
+# The command log is the truth (append-only); orders, trades and daily bars are its projections, written in
+# the same transaction as the command and the ledger entry that prefunds or settles it.
+
+
+class ExchangeInstrument(Base):
+    """A listed instrument: its genesis (the rules and close the log replays from) and where its day stands.
+
+    The row is the instrument's lock: every command locks it first, so commands apply one at a time.
+    """
+
+    __tablename__ = "exchange_instruments"
+
+    instrument: Mapped[str] = mapped_column(String(16), primary_key=True)
+    rules: Mapped[dict[str, Any]] = mapped_column(JSON)  # accounting.market_rules.InstrumentRules, genesis
+    genesis_close_fen: Mapped[int] = mapped_column(BigInteger)
+    fee_bp: Mapped[int] = mapped_column(Integer)
+    settlement: Mapped[str] = mapped_column(String(16))  # trade | end_of_day
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    trading_day: Mapped[str | None] = mapped_column(String(10), nullable=True)  # YYYY-MM-DD, the last opened
+    day_open: Mapped[bool] = mapped_column(Boolean, default=False)
+    previous_close_fen: Mapped[int] = mapped_column(BigInteger)
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ExchangeCommand(Base):
+    """One command as the engine received it (append-only); replaying them in ``seq`` order rebuilds everything."""
+
+    __tablename__ = "exchange_commands"
+
+    instrument: Mapped[str] = mapped_column(ForeignKey("exchange_instruments.instrument"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    command: Mapped[dict[str, Any]] = mapped_column(JSON)
+    events: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    actor_id: Mapped[str] = mapped_column(String(255))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    entry_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class ExchangeOrder(Base):
+    """An order, quote, take or block proposal: where it stands and what it still holds in clearing."""
+
+    __tablename__ = "exchange_orders"
+    __table_args__ = (UniqueConstraint("instrument", "account_id", "client_order_id"),
+                      Index("ix_exchange_orders_account", "account_id", "instrument", "order_id"))
+
+    instrument: Mapped[str] = mapped_column(ForeignKey("exchange_instruments.instrument"), primary_key=True)
+    order_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # order | quote | take | block
+    account_id: Mapped[str] = mapped_column(String(64))
+    client_order_id: Mapped[str] = mapped_column(String(64))
+    side: Mapped[str] = mapped_column(String(4))
+    order_type: Mapped[str] = mapped_column(String(16))
+    time_in_force: Mapped[str] = mapped_column(String(8))
+    price_fen: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    quantity_t: Mapped[int] = mapped_column(BigInteger)
+    filled_t: Mapped[int] = mapped_column(BigInteger, default=0)
+    remaining_t: Mapped[int] = mapped_column(BigInteger)
+    cancelled_t: Mapped[int] = mapped_column(BigInteger, default=0)
+    state: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    counterparty_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    held: Mapped[int] = mapped_column(BigInteger, default=0)  # fen for a buy, tonnes for a sell
+    hold_open_t: Mapped[int] = mapped_column(BigInteger, default=0)
+    placed_by: Mapped[str] = mapped_column(String(255))
+    created_seq: Mapped[int] = mapped_column(BigInteger)
+    updated_seq: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ExchangeTrade(Base):
+    """A trade (append-only) with both parties' fees and the entry that delivered it (none until end of day)."""
+
+    __tablename__ = "exchange_trades"
+    __table_args__ = (Index("ix_exchange_trades_day", "instrument", "trading_day"),
+                      Index("ix_exchange_trades_buyer", "buy_account_id", "instrument", "trading_day"),
+                      Index("ix_exchange_trades_seller", "sell_account_id", "instrument"))
+
+    instrument: Mapped[str] = mapped_column(ForeignKey("exchange_instruments.instrument"), primary_key=True)
+    trade_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    mode: Mapped[str] = mapped_column(String(20))
+    price_fen: Mapped[int] = mapped_column(BigInteger)
+    quantity_t: Mapped[int] = mapped_column(BigInteger)
+    buy_order_id: Mapped[int] = mapped_column(BigInteger)
+    sell_order_id: Mapped[int] = mapped_column(BigInteger)
+    buy_account_id: Mapped[str] = mapped_column(String(64))
+    sell_account_id: Mapped[str] = mapped_column(String(64))
+    aggressor_side: Mapped[str] = mapped_column(String(4))
+    buyer_fee_fen: Mapped[int] = mapped_column(BigInteger)
+    seller_fee_fen: Mapped[int] = mapped_column(BigInteger)
+    trading_day: Mapped[str] = mapped_column(String(10))
+    executed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    entry_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class ExchangeSettlement(Base):
+    """The end-of-day settlement of one instrument's day: the entry that delivered its trades."""
+
+    __tablename__ = "exchange_settlements"
+
+    instrument: Mapped[str] = mapped_column(ForeignKey("exchange_instruments.instrument"), primary_key=True)
+    trading_day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    entry_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    trades: Mapped[int] = mapped_column(Integer)
+    settled_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ExchangeDay(Base):
+    """One instrument's trading day: open, high, low, close (the listed trades' VWAP, else carried) and volumes."""
+
+    __tablename__ = "exchange_days"
+
+    instrument: Mapped[str] = mapped_column(ForeignKey("exchange_instruments.instrument"), primary_key=True)
+    trading_day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    previous_close_fen: Mapped[int] = mapped_column(BigInteger)
+    open_fen: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    high_fen: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    low_fen: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    close_fen: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # set at the close
+    listed_volume_t: Mapped[int] = mapped_column(BigInteger, default=0)
+    listed_value_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    block_volume_t: Mapped[int] = mapped_column(BigInteger, default=0)
+    block_value_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    trades: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ExchangeClock(Base):
+    """The exchange's clock: real time, or a rehearsal clock officers run faster, pause and step (one row)."""
+
+    __tablename__ = "exchange_clock"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mode: Mapped[str] = mapped_column(String(16))  # real | simulated
+    start: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    speed: Mapped[int] = mapped_column(Integer, default=1)
+    step_seconds: Mapped[int] = mapped_column(Integer, default=60)
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    set_by: Mapped[str] = mapped_column(String(255))

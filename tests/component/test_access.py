@@ -35,7 +35,8 @@ HEADERS = {"enterprise": enterprise(OWN), "verifier": VERIFIER, "officer": OFFIC
 PATH_VALUES = {"period": "2024-01", "submission_id": "00000000-0000-4000-8000-000000000000",
                "sha256": "0" * 64, "key_id": "0" * 16, "user_id": "officer-li", "path": "index.html", "year": "2024",
                "approval_id": "0" * 32, "plan_id": "zone-2024", "version": "1", "auction_id": "0" * 32,
-               "bid_id": "0" * 32, "encumbrance_id": "0" * 32, "counterparty_id": f"CA-{OTHER}"}
+               "bid_id": "0" * 32, "encumbrance_id": "0" * 32, "counterparty_id": f"CA-{OTHER}",
+               "instrument": "CEA-2025", "order_id": "1", "quote_id": "1", "proposal_id": "1", "answer": "confirm"}
 #: The account a role's user holds (own_account), and accounts of others.
 OWN_ACCOUNTS = {"enterprise": f"CA-{OWN}", "trader": "TR-QIAN"}
 FOREIGN_ACCOUNTS = (f"CA-{OTHER}", "TR-ZHOU", "SYS-ISSUANCE")

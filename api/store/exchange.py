@@ -1,0 +1,162 @@
+"""Repository of the mock exchange: the command log (and its JSON form), orders, trades, days, the clock.
+
+Commands and events are frozen dataclasses of ``accounting.exchange``; the log stores them as JSON
+objects ``{"type": <class name>, <field>: <value>...}`` with moments as ISO 8601 strings, and
+:func:`command_of` reads them back into the same objects, so a replay feeds the engine exactly what
+it received the first time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from accounting import exchange as engine_types
+from accounting.exchange import Command, Event
+from accounting.market_rules import InstrumentRules, TradingCalendar
+from accounting.market_rules import Session as TradingSession
+from api.store.schema import (
+    ExchangeClock,
+    ExchangeCommand,
+    ExchangeDay,
+    ExchangeInstrument,
+    ExchangeOrder,
+    ExchangeSettlement,
+    ExchangeTrade,
+)
+
+COMMAND_TYPES: dict[str, type[Any]] = {cls.__name__: cls for cls in (
+    engine_types.PlaceOrder, engine_types.CancelOrder, engine_types.ReplaceOrder, engine_types.Halt,
+    engine_types.Resume, engine_types.OpenDay, engine_types.ChangeBand, engine_types.CloseDay,
+    engine_types.PostQuote, engine_types.TakeQuote, engine_types.CancelQuote, engine_types.ProposeBlock,
+    engine_types.ConfirmBlock, engine_types.DeclineBlock, engine_types.WithdrawBlock, engine_types.RestrictAccount,
+    engine_types.LiftRestriction)}
+
+
+def document_of(item: Command | Event) -> dict[str, Any]:
+    """A command or an event as a JSON object."""
+    fields = {f.name: getattr(item, f.name) for f in dataclasses.fields(item)}
+    return {"type": type(item).__name__,
+            **{k: v.isoformat() if isinstance(v, datetime) else v for k, v in fields.items()}}
+
+
+def command_of(document: dict[str, Any]) -> Command:
+    """The command a log row holds."""
+    values = dict(document)
+    cls = COMMAND_TYPES[values.pop("type")]
+    if "at" in values:
+        values["at"] = datetime.fromisoformat(values["at"])
+    command: Command = cls(**values)
+    return command
+
+
+def rules_document(rules: InstrumentRules) -> dict[str, Any]:
+    """Instrument rules as JSON (sessions as HH:MM pairs, the calendar's days as ISO dates)."""
+    return {
+        "instrument": rules.instrument, "tick_fen": rules.tick_fen, "lot_t": rules.lot_t,
+        "listed_band_bp": rules.listed_band_bp, "block_band_bp": rules.block_band_bp,
+        "block_min_t": rules.block_min_t,
+        "listed_sessions": [[s.opens.isoformat("minutes"), s.closes.isoformat("minutes")]
+                            for s in rules.listed_sessions],
+        "block_sessions": [[s.opens.isoformat("minutes"), s.closes.isoformat("minutes")] for s in rules.block_sessions],
+        "holidays": sorted(d.isoformat() for d in rules.calendar.holidays),
+        "extra_trading_days": sorted(d.isoformat() for d in rules.calendar.extra_trading_days),
+        "quote_partial_takes": rules.quote_partial_takes, "quote_take_levels": rules.quote_take_levels,
+        "max_open_orders": rules.max_open_orders,
+    }
+
+
+def rules_of(document: dict[str, Any]) -> InstrumentRules:
+    """The instrument rules a row holds."""
+    from datetime import date, time
+
+    def sessions(pairs: list[list[str]]) -> tuple[TradingSession, ...]:
+        return tuple(TradingSession(opens=time.fromisoformat(a), closes=time.fromisoformat(b)) for a, b in pairs)
+
+    calendar = TradingCalendar(holidays=frozenset(date.fromisoformat(d) for d in document["holidays"]),
+                               extra_trading_days=frozenset(date.fromisoformat(d)
+                                                            for d in document["extra_trading_days"]))
+    scalars = {k: document[k] for k in ("instrument", "tick_fen", "lot_t", "listed_band_bp", "block_band_bp",
+                                        "block_min_t", "quote_partial_takes", "quote_take_levels",
+                                        "max_open_orders")}
+    return InstrumentRules(**scalars, listed_sessions=sessions(document["listed_sessions"]),
+                           block_sessions=sessions(document["block_sessions"]), calendar=calendar)
+
+
+# -- instruments and the log ----------------------------------------------------------------------
+
+
+def instrument(session: Session, code: str, *, lock: bool = False) -> ExchangeInstrument | None:
+    query = select(ExchangeInstrument).where(ExchangeInstrument.instrument == code)
+    return session.scalars(query.with_for_update() if lock else query).one_or_none()
+
+
+def instruments(session: Session) -> list[ExchangeInstrument]:
+    return list(session.scalars(select(ExchangeInstrument).order_by(ExchangeInstrument.instrument)))
+
+
+def commands_after(session: Session, code: str, *, after: int, upto: int | None = None,
+                   batch: int = 2000) -> Iterator[ExchangeCommand]:
+    """The log of ``code`` from ``after`` + 1 (to ``upto``), in order, streamed."""
+    last = after
+    while True:
+        query = select(ExchangeCommand).where(ExchangeCommand.instrument == code, ExchangeCommand.seq > last)
+        if upto is not None:
+            query = query.where(ExchangeCommand.seq <= upto)
+        rows = list(session.scalars(query.order_by(ExchangeCommand.seq).limit(batch)))
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].seq
+
+
+# -- orders, trades and days -----------------------------------------------------------------------
+
+
+def order(session: Session, code: str, order_id: int) -> ExchangeOrder | None:
+    return session.get(ExchangeOrder, (code, order_id))
+
+
+def orders(session: Session, code: str, order_ids: Iterable[int]) -> dict[int, ExchangeOrder]:
+    ids = sorted(set(order_ids))
+    if not ids:
+        return {}
+    return {row.order_id: row for row in session.scalars(select(ExchangeOrder).where(
+        ExchangeOrder.instrument == code, ExchangeOrder.order_id.in_(ids)))}
+
+
+def order_by_client_id(session: Session, code: str, *, account_id: str, client_order_id: str) -> ExchangeOrder | None:
+    return session.scalars(select(ExchangeOrder).where(
+        ExchangeOrder.instrument == code, ExchangeOrder.account_id == account_id,
+        ExchangeOrder.client_order_id == client_order_id)).one_or_none()
+
+
+def bought_on(session: Session, code: str, *, account_id: str, trading_day: str) -> int:
+    """Tonnes ``account_id`` bought of ``code`` on ``trading_day`` (not sellable before the next trading day)."""
+    total = session.scalar(select(func.coalesce(func.sum(ExchangeTrade.quantity_t), 0)).where(
+        ExchangeTrade.buy_account_id == account_id, ExchangeTrade.instrument == code,
+        ExchangeTrade.trading_day == trading_day))
+    return int(total or 0)
+
+
+def unsettled_trades(session: Session, code: str, *, trading_day: str) -> list[ExchangeTrade]:
+    return list(session.scalars(select(ExchangeTrade).where(
+        ExchangeTrade.instrument == code, ExchangeTrade.trading_day == trading_day,
+        ExchangeTrade.entry_id.is_(None)).order_by(ExchangeTrade.trade_id)))
+
+
+def day(session: Session, code: str, trading_day: str) -> ExchangeDay | None:
+    return session.get(ExchangeDay, (code, trading_day))
+
+
+def settlement(session: Session, code: str, trading_day: str) -> ExchangeSettlement | None:
+    return session.get(ExchangeSettlement, (code, trading_day))
+
+
+def clock(session: Session) -> ExchangeClock | None:
+    return session.get(ExchangeClock, 1)
