@@ -560,7 +560,7 @@ def stream(instrument: str, request: Request,
         yield ": stream of exchange events\n\n"
         pending: tuple[int, list[dict[str, Any]]] | None = first
         while sent < max_events and time.monotonic() < deadline and not await request.is_disconnected():
-            seq_after, batch = pending or await run_in_threadpool(poll, seq)
+            seq_after, batch = pending if pending is not None else await run_in_threadpool(poll, seq)
             pending = None
             for event in batch[: max_events - sent]:
                 yield f"id: {event['log_seq']}\nevent: {event['type']}\ndata: {json.dumps(event, default=str)}\n\n"
