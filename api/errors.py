@@ -178,7 +178,7 @@ RULE_STATUS = {
                      "not_restricted", "open_order_cap", "duplicate_client_order_id", "clock_backwards",
                      "clock_not_simulated", "self_take", "not_in_best_levels", "quantity_exceeds_quote"),
                     status.HTTP_409_CONFLICT),
-    **dict.fromkeys(("unknown_instrument", "unknown_order", "unknown_quote", "unknown_proposal"),
+    **dict.fromkeys(("instrument_not_listed", "unknown_order", "unknown_quote", "unknown_proposal"),
                     status.HTTP_404_NOT_FOUND),
     **dict.fromkeys(("not_own_order", "not_own_quote", "not_counterparty", "not_initiator"),
                     status.HTTP_403_FORBIDDEN),

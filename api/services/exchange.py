@@ -171,6 +171,8 @@ def _catch_up(session: Session, row: ExchangeInstrument, loaded: _Loaded) -> Mat
     """The engine as of the log's last command (``row.last_seq``), rebuilt from the log if it is ahead."""
     if loaded.engine is None or loaded.seq > row.last_seq:
         loaded.engine, loaded.seq = _genesis(row), 0
+    if loaded.seq == row.last_seq:
+        return loaded.engine
     for command in store.commands_after(session, row.instrument, after=loaded.seq, upto=row.last_seq):
         loaded.engine.apply(store.command_of(command.command))
         loaded.seq = command.seq
@@ -180,7 +182,7 @@ def _catch_up(session: Session, row: ExchangeInstrument, loaded: _Loaded) -> Mat
 def _instrument_row(session: Session, instrument: str, *, lock: bool = False) -> ExchangeInstrument:
     row = store.instrument(session, instrument, lock=lock)
     if row is None:
-        raise ExchangeError(f"'{instrument}' is not listed on the exchange", code="unknown_instrument")
+        raise ExchangeError(f"'{instrument}' is not listed on the exchange", code="instrument_not_listed")
     return row
 
 
@@ -207,6 +209,7 @@ class _Run:
     at: datetime
     events: list[ex.Event] = field(default_factory=list)
     trades: list[ExchangeTrade] = field(default_factory=list)
+    orders: dict[int, ExchangeOrder] = field(default_factory=dict)
     committed_seq: int = 0
 
     def apply(self, command: ex.Command) -> tuple[ex.Event, ...]:
@@ -262,12 +265,13 @@ class _Run:
                           updated_at=moment)
             existing = rows.get(order_id)
             if existing is None:
-                self.session.add(ExchangeOrder(instrument=self.row.instrument, order_id=order_id,
-                                               placed_by=self.actor.actor_id, created_seq=seq, created_at=moment,
-                                               **values))
+                existing = ExchangeOrder(instrument=self.row.instrument, order_id=order_id,
+                                         placed_by=self.actor.actor_id, created_seq=seq, created_at=moment, **values)
+                self.session.add(existing)
             else:
                 for name, value in values.items():
                     setattr(existing, name, value)
+            self.orders[order_id] = existing
 
     def _record_trade(self, event: ex.TradeExecuted, fees: Any, *, seq: int, entry_id: str | None) -> None:
         row = self.row
@@ -599,9 +603,7 @@ def _new_order(run: _Run, events: tuple[ex.Event, ...], account_id: str) -> dict
                 if isinstance(accepted, ex.QuotePosted) else accepted.take_id if isinstance(accepted, ex.QuoteTaken)
                 else accepted.proposal_id)
     run.session.flush()
-    row = store.order(run.session, run.row.instrument, order_id)
-    assert row is not None  # projected by apply  # noqa: S101
-    return describe_order(row, trades=_own_fills(run, order_id, account_id))
+    return describe_order(run.orders[order_id], trades=_own_fills(run, order_id, account_id))
 
 
 def _existing(session: Session, instrument: str, account_id: str, client_order_id: str) -> dict[str, Any] | None:
@@ -621,8 +623,6 @@ def place_order(session: Session, *, actor: Actor, instrument: str, account_id: 
                 price_fen: int | None = None) -> tuple[bool, dict[str, Any]]:
     """(created, the order with its fills); the same client order id again answers the existing order."""
     _trading_account(session, actor, account_id)
-    if (found := _existing(session, instrument, account_id, client_order_id)) is not None:
-        return False, found
     with _command(session, actor=actor, instrument=instrument) as run:
         if (found := _existing(session, instrument, account_id, client_order_id)) is not None:
             return False, found
@@ -649,8 +649,7 @@ def _change(run: _Run, command: ex.Command, order_id: int) -> dict[str, Any]:
     events = run.apply(command)
     _answer(run, events)
     run.session.flush()
-    row = store.order(run.session, run.row.instrument, order_id)
-    assert row is not None  # noqa: S101
+    row = run.orders[order_id]
     return describe_order(row, trades=_own_fills(run, order_id, row.account_id))
 
 

@@ -22,6 +22,8 @@ from accounting.ledger import Account, Encumbrance, JournalEntry, LedgerState, P
 from api.store.schema import EncumbranceRow, JournalEntryRow, LedgerAccount, LedgerBalance, PostingRow
 
 Key = tuple[str, str]  # (account id, instrument)
+#: ``session.info`` key of the balance rows ``lock_state`` locked, by key.
+LOCKED_BALANCES = "ledger.locked_balances"
 
 
 def account_of(row: LedgerAccount) -> Account:
@@ -70,9 +72,11 @@ def lock_state(session: Session, *, keys: Iterable[Key], reverses: str | None = 
     balances: dict[Key, int] = {}
     if known:
         _ensure_balance_rows(session, known)
-        rows = session.execute(
+        rows = list(session.execute(
             select(LedgerBalance).where(tuple_(LedgerBalance.account_id, LedgerBalance.instrument).in_(known))
-            .order_by(LedgerBalance.account_id, LedgerBalance.instrument).with_for_update()).scalars()
+            .order_by(LedgerBalance.account_id, LedgerBalance.instrument).with_for_update()).scalars())
+        # The session's identity map holds rows weakly: keep the locked ones for ``append`` to update.
+        session.info.setdefault(LOCKED_BALANCES, {}).update({(r.account_id, r.instrument): r for r in rows})
         balances = {(r.account_id, r.instrument): r.quantity for r in rows if r.quantity}
     encumbrances = {row.encumbrance_id: encumbrance_of(row) for row in session.scalars(
         select(EncumbranceRow).where(tuple_(EncumbranceRow.account_id, EncumbranceRow.instrument).in_(known),
@@ -107,8 +111,9 @@ def append(session: Session, *, entry: JournalEntry, after: LedgerState, actor_i
     session.flush()
     session.add_all(PostingRow(entry_id=entry.entry_id, account_id=p.account_id, instrument=p.instrument,
                                side=p.side, quantity=p.quantity) for p in entry.postings)
+    locked = session.info.get(LOCKED_BALANCES, {})
     for account_id, instrument in entry.changes():
-        balance = session.get(LedgerBalance, (account_id, instrument))
+        balance = locked.get((account_id, instrument)) or session.get(LedgerBalance, (account_id, instrument))
         assert balance is not None  # locked by lock_state  # noqa: S101
         balance.quantity = after.balance(account_id=account_id, instrument=instrument)
     session.flush()
