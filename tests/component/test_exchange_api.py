@@ -232,3 +232,105 @@ def test_market_data_statement_and_stream(mkt: Market) -> None:
         text = "".join(stream.iter_text())
     assert text.count("event: TradeExecuted") >= 1 and "TR-QIAN" not in text
     mkt.verify()
+
+
+def test_frozen_units_cannot_be_sold(mkt: Market) -> None:
+    frozen = mkt.call("POST", "/v1/ledger/freezes", OFFICER, json={
+        "account_id": "TR-ZHOU", "instrument": INSTRUMENT, "quantity": UNITS_T - 10, "reason": "inquiry"})
+    assert frozen.status_code == 201, frozen.text
+    refused = mkt.order(ZHOU, "TR-ZHOU", "sell", 11, 5000)
+    assert (refused.status_code, refused.json()["code"]) == (409, "insufficient_holdings")
+    assert mkt.order(ZHOU, "TR-ZHOU", "sell", 10, 5000).status_code == 201
+    mkt.verify()
+
+
+def test_ioc_fok_and_cancel_replace(mkt: Market) -> None:
+    assert mkt.order(ZHOU, "TR-ZHOU", "sell", 100, 5000).status_code == 201
+    fok = mkt.order(QIAN, "TR-QIAN", "buy", 150, 5000, time_in_force="fok")
+    assert (fok.json()["state"], fok.json()["reason"], fok.json()["filled_t"]) == ("expired", "fok_unfilled", 0)
+    ioc = mkt.order(QIAN, "TR-QIAN", "buy", 150, 5000, time_in_force="ioc")
+    assert (ioc.json()["state"], ioc.json()["filled_t"], ioc.json()["held_fen"]) == ("expired", 100, 0)
+    resting = mkt.order(QIAN, "TR-QIAN", "buy", 100, 4900).json()
+    cash = mkt.balance("TR-QIAN", "CNY")
+    moved = mkt.client.post(f"{URL}/orders/{resting['order_id']}/replace", headers=QIAN,
+                            json={"price_fen": 4950, "quantity_t": 200})
+    assert moved.status_code == 200, moved.text
+    assert (moved.json()["price_fen"], moved.json()["remaining_t"]) == (4950, 200)
+    assert moved.json()["held_fen"] == 4950 * 200 + 4950 * 200 * 10 // 10_000
+    assert mkt.balance("TR-QIAN", "CNY") == cash - (moved.json()["held_fen"] - resting["held_fen"])
+    mkt.verify()
+
+
+def test_open_order_cap_and_per_account_rate_limit(tmp_path: Path, database_url: str) -> None:
+    with market(tmp_path, database_url, exchange_orders_per_minute=60, exchange_order_burst=3) as limited:
+        for _ in range(3):
+            assert limited.order(QIAN, "TR-QIAN", "buy", 1, 4900).status_code == 201
+        flooded = limited.order(QIAN, "TR-QIAN", "buy", 1, 4900)
+        assert (flooded.status_code, flooded.json()["code"]) == (429, "rate_limited")
+        assert int(flooded.headers["Retry-After"]) >= 1
+        assert limited.order(ZHOU, "TR-ZHOU", "sell", 1, 5100).status_code == 201  # another account's bucket
+        capped = limited.call("POST", "/v1/exchange/instruments", OFFICER, json={
+            "instrument": "CCER", "reference_price_fen": 3000, "max_open_orders": 1})
+        assert capped.status_code == 201, capped.text
+        with limited.sessions() as session:
+            from tests.exchange_support import fund
+
+            fund(session, "TR-ZHOU", fen=0, tonnes=0)
+        first = limited.client.post("/v1/exchange/instruments/CCER/orders", headers=ZHOU, json={
+            "account_id": "TR-ZHOU", "client_order_id": "c1", "side": "buy", "quantity_t": 1, "price_fen": 3000})
+        assert first.status_code == 201, first.text
+        second = limited.client.post("/v1/exchange/instruments/CCER/orders", headers=ZHOU, json={
+            "account_id": "TR-ZHOU", "client_order_id": "c2", "side": "buy", "quantity_t": 1, "price_fen": 3000})
+        assert (second.status_code, second.json()["code"]) == (409, "open_order_cap")
+
+
+def test_end_of_day_settlement_delivers_at_the_close(tmp_path: Path, database_url: str) -> None:
+    with market(tmp_path, database_url) as eod:
+        listed = eod.call("POST", "/v1/exchange/instruments", OFFICER, json={
+            "instrument": "CEA-2024", "reference_price_fen": 4000, "settlement": "end_of_day", "fee_bp": 10})
+        assert listed.status_code == 201, listed.text
+        with eod.sessions() as session:
+            from accounting.ledger import transfer_entry
+            from api.services.ledger import new_entry_id, post
+            from tests.exchange_support import SETUP
+
+            post(session, entry=transfer_entry(entry_id=new_entry_id(), kind="issue", from_account="SYS-ISSUANCE",
+                                               to_account="TR-ZHOU", instrument="CEA-2024", quantity=500), actor=SETUP)
+            session.commit()
+        url = "/v1/exchange/instruments/CEA-2024/orders"
+        sell = eod.client.post(url, headers=ZHOU, json={"account_id": "TR-ZHOU", "client_order_id": "s",
+                                                         "side": "sell", "quantity_t": 500, "price_fen": 4000})
+        buy = eod.client.post(url, headers=QIAN, json={"account_id": "TR-QIAN", "client_order_id": "b",
+                                                        "side": "buy", "quantity_t": 500, "price_fen": 4000})
+        assert sell.status_code == buy.status_code == 201
+        assert buy.json()["fills"][0]["settled"] is False
+        assert eod.balance("TR-QIAN", "CEA-2024") == 0  # bought, not yet delivered
+        assert eod.balance("EX-CEA-2024", "CEA-2024") == 500
+        eod.verify()
+        eod.clock(datetime(2026, 3, 2, 15, 1, tzinfo=CHINA_TZ))
+        assert eod.call("POST", "/v1/exchange/instruments/CEA-2024/roll", OFFICER).status_code == 200
+        fee = 4000 * 500 * 10 // 10_000
+        assert eod.balance("TR-QIAN", "CEA-2024") == 500
+        assert eod.balance("TR-ZHOU", "CNY") == CASH_FEN + 4000 * 500 - fee
+        assert eod.balance("EX-CEA-2024", "CNY") == eod.balance("EX-CEA-2024", "CEA-2024") == 0
+        with eod.sessions() as session:
+            from api.services import exchange
+
+            assert exchange.verify(session, instrument="CEA-2024")["ok"]
+
+
+def test_replay_finds_a_tampered_projection(mkt: Market) -> None:
+    assert mkt.order(ZHOU, "TR-ZHOU", "sell", 100, 5000).status_code == 201
+    assert mkt.order(QIAN, "TR-QIAN", "buy", 40, 5000).status_code == 201
+    mkt.verify()
+    with mkt.sessions() as session:
+        order = session.scalars(select(ExchangeOrder).where(ExchangeOrder.account_id == "TR-ZHOU")).one()
+        order.held += 1
+        session.commit()
+    report = mkt.client.get(f"{URL}/verify", headers=OFFICER).json()
+    assert report["ok"] is False
+    assert any("holds" in problem for problem in report["problems"])
+    with mkt.sessions() as session:
+        with pytest.raises(Exception, match="append-only"):
+            session.execute(ExchangeCommand.__table__.delete())
+            session.commit()
