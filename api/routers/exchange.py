@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -40,6 +40,9 @@ Fen = Annotated[int, Field(gt=0, le=10**9, description="fen per tonne (CNY 0.01)
 ClientOrderId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="your id for the order")]
 AccountId = Annotated[str, Field(min_length=1, max_length=64, description="your compliance or trading account")]
 Side = Literal["buy", "sell"]
+#: Order, quote and proposal ids, trade ids and log positions: positive integers a database column holds.
+MAX_ID = 2**53
+OrderId = Annotated[int, Path(ge=1, le=MAX_ID, description="the exchange's id of the order, quote or proposal")]
 REFUSED: dict[int | str, dict[str, Any]] = {status: {"model": Problem} for status in (404, 409, 422, 429)}
 
 
@@ -335,13 +338,13 @@ def list_orders(session: SessionDep, actor: ActorDep, limit: LimitQuery = 100, o
 
 
 @router.get("/instruments/{instrument}/orders/{order_id}", response_model=Order, responses={404: {"model": Problem}})
-def get_order(instrument: str, order_id: int, session: SessionDep, actor: ActorDep) -> dict[str, Any]:
+def get_order(instrument: str, order_id: OrderId, session: SessionDep, actor: ActorDep) -> dict[str, Any]:
     """One order with its fills."""
     return exchange.get_order(session, actor=actor, instrument=instrument, order_id=order_id)
 
 
 @router.delete("/instruments/{instrument}/orders/{order_id}", response_model=Order, responses=REFUSED)
-def cancel_order(instrument: str, order_id: int, session: SessionDep, actor: ActorDep) -> dict[str, Any]:
+def cancel_order(instrument: str, order_id: OrderId, session: SessionDep, actor: ActorDep) -> dict[str, Any]:
     """Cancel the open remainder; what it held comes back. A second cancel answers 409 ``order_not_open``."""
     return exchange.cancel_order(session, actor=actor, instrument=instrument, order_id=order_id)
 
@@ -353,7 +356,7 @@ class ReplaceRequest(BaseModel):
 
 
 @router.post("/instruments/{instrument}/orders/{order_id}/replace", response_model=Order, responses=REFUSED)
-def replace_order(instrument: str, order_id: int, body: ReplaceRequest, session: SessionDep, actor: ActorDep,
+def replace_order(instrument: str, order_id: OrderId, body: ReplaceRequest, session: SessionDep, actor: ActorDep,
                   buckets: OrderLimitDep) -> dict[str, Any]:
     """Cancel-replace: keeps its priority only when the price is the same and the quantity does not grow."""
     row = exchange.get_order(session, actor=actor, instrument=instrument, order_id=order_id)
@@ -388,7 +391,7 @@ def post_quote(instrument: str, body: QuoteRequest, response: Response, session:
 
 @router.post("/instruments/{instrument}/quotes/{quote_id}/take", response_model=Order, status_code=201,
              responses=REFUSED)
-def take_quote(instrument: str, quote_id: int, body: TakeRequest, response: Response, session: SessionDep,
+def take_quote(instrument: str, quote_id: OrderId, body: TakeRequest, response: Response, session: SessionDep,
                actor: ActorDep, buckets: OrderLimitDep) -> dict[str, Any]:
     """Listed agreement (摘牌): take (part of) a quote at its price; settles like any trade."""
     _limit_account(buckets, body.account_id)
@@ -397,7 +400,7 @@ def take_quote(instrument: str, quote_id: int, body: TakeRequest, response: Resp
 
 
 @router.delete("/instruments/{instrument}/quotes/{quote_id}", response_model=Order, responses=REFUSED)
-def cancel_quote(instrument: str, quote_id: int, session: SessionDep, actor: ActorDep) -> dict[str, Any]:
+def cancel_quote(instrument: str, quote_id: OrderId, session: SessionDep, actor: ActorDep) -> dict[str, Any]:
     """Withdraw the untaken remainder of your quote."""
     return exchange.cancel_quote(session, actor=actor, instrument=instrument, quote_id=quote_id)
 
@@ -422,7 +425,7 @@ def propose_block(instrument: str, body: BlockRequest, response: Response, sessi
 
 
 @router.post("/instruments/{instrument}/blocks/{proposal_id}/{answer}", response_model=Order, responses=REFUSED)
-def answer_block(instrument: str, proposal_id: int, answer: Literal["confirm", "decline", "withdraw"],
+def answer_block(instrument: str, proposal_id: OrderId, answer: Literal["confirm", "decline", "withdraw"],
                  session: SessionDep, actor: ActorDep) -> dict[str, Any]:
     """The counterparty confirms (the trade settles) or declines; the proposer may withdraw."""
     return exchange.answer_block(session, actor=actor, instrument=instrument, proposal_id=proposal_id, answer=answer)
@@ -474,7 +477,8 @@ class TradeList(BaseModel):
 
 
 @router.get("/instruments/{instrument}/trades", response_model=TradeList, responses={404: {"model": Problem}})
-def trades(instrument: str, session: SessionDep, limit: LimitQuery = 100, before_id: int | None = None,
+def trades(instrument: str, session: SessionDep, limit: LimitQuery = 100,
+           before_id: Annotated[int | None, Query(ge=1, le=MAX_ID, description="trades before this id")] = None,
            trading_day: date | None = None) -> dict[str, Any]:
     """Trades, newest first, without the parties."""
     return exchange.trades(session, instrument=instrument, limit=limit, before_id=before_id,
@@ -535,7 +539,7 @@ def candles(instrument: str, trading_day: date, session: SessionDep,
 @router.get("/instruments/{instrument}/stream", responses={200: {"content": {"text/event-stream": {}}},
                                                            404: {"model": Problem}})
 def stream(instrument: str, request: Request,
-           after_seq: Annotated[int, Query(ge=0, description="resume after this log position (0: from the start)")] = 0,
+           after_seq: Annotated[int, Query(ge=0, le=MAX_ID, description="resume after this log position")] = 0,
            max_seconds: Annotated[float, Query(gt=0, le=3600, description="end the stream after this long")] = 300,
            max_events: Annotated[int, Query(ge=1, le=100_000, description="end after this many events")] = 10_000,
            ) -> StreamingResponse:
@@ -545,7 +549,7 @@ def stream(instrument: str, request: Request,
     Each poll reads in a short read-only transaction of its own, so a long stream never holds a lock.
     """
     resume = request.headers.get("last-event-id", "")
-    start = int(resume) if resume.isdigit() else after_seq
+    start = int(resume) if resume.isdigit() and int(resume) <= MAX_ID else after_seq
     sessions = request.app.state.sessions
 
     def poll(seq: int) -> tuple[int, list[dict[str, Any]]]:
