@@ -45,6 +45,7 @@ bench: setup
 
 bench-exchange: setup
 	$(BIN)/python benchmarks/bench_exchange_core.py
+	$(BIN)/python benchmarks/bench_exchange_api.py
 
 sample: setup
 	$(BIN)/python data/sample/generate.py

@@ -728,9 +728,9 @@ def build_parser() -> argparse.ArgumentParser:
     user_commands.add_parser("demo", help="one demo user per role with fresh random passwords, printed")
     users.set_defaults(handler=cmd_users, key_command=None)
 
-    from pipelines import cli_allocation, cli_compliance, cli_ledger  # they use this module's helpers
+    from pipelines import cli_allocation, cli_compliance, cli_exchange, cli_ledger  # they use this module's helpers
 
-    for register in (cli_ledger.register, cli_allocation.register, cli_compliance.register):
+    for register in (cli_ledger.register, cli_allocation.register, cli_compliance.register, cli_exchange.register):
         register(commands)
     return parser
 

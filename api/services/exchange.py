@@ -426,8 +426,11 @@ def _command(session: Session, *, actor: Actor, instrument: str) -> Iterator[_Ru
     with loaded.lock:
         run: _Run | None = None
         try:
+            # Rows read before the lock (the order to cancel, the account) may have changed since: under the
+            # lock every row is read afresh.
+            session.expire_all()
             row = session.scalars(select(ExchangeInstrument).where(ExchangeInstrument.instrument == instrument)
-                                  .with_for_update().execution_options(populate_existing=True)).one()
+                                  .with_for_update()).one()
             engine = _catch_up(session, row, loaded)
             run = _Run(session=session, row=row, engine=engine, actor=actor, at=now(session))
             run.roll()
