@@ -134,15 +134,22 @@ def describe_account(row: LedgerAccount) -> dict[str, Any]:
     return {"account_id": row.account_id, "kind": row.kind, "owner_id": row.owner_id, "name": row.name}
 
 
-def post(session: Session, *, entry: JournalEntry, actor: Actor, reference: str | None = None) -> JournalEntryRow:
-    """Check and write one entry (without committing); LedgerError, with nothing written, when refused."""
+def post(session: Session, *, entry: JournalEntry, actor: Actor, reference: str | None = None,
+         audited: bool = True) -> JournalEntryRow:
+    """Check and write one entry (without committing); LedgerError, with nothing written, when refused.
+
+    ``audited=False`` leaves out the audit-log record, for a caller whose own append-only record names the
+    entry (the exchange's command log: every command with its actor, time and entry id); the entry itself
+    still names its actor and reference.
+    """
     keys = [(p.account_id, p.instrument) for p in entry.postings]
     state = repository.lock_state(session, keys=keys, reverses=entry.reverses)
     after = state.post(entry)
     row = repository.append(session, entry=entry, after=after, actor_id=actor.actor_id, role=actor.role,
                             reference=reference)
-    audit.append(session, actor=actor, action=f"ledger.{entry.kind}", target=f"entry/{entry.entry_id}",
-                 after=describe_entry(entry), detail={"reference": reference, "memo": entry.memo})
+    if audited:
+        audit.append(session, actor=actor, action=f"ledger.{entry.kind}", target=f"entry/{entry.entry_id}",
+                     after=describe_entry(entry), detail={"reference": reference, "memo": entry.memo})
     return row
 
 
