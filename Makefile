@@ -20,6 +20,7 @@ run: setup
 	$(BIN)/carbon load-sample
 	$(BIN)/carbon run
 	$(BIN)/carbon users demo
+	$(BIN)/carbon exchange demo
 	$(BIN)/carbon serve
 
 lint: setup

@@ -799,7 +799,8 @@ def _count(text: str) -> int:
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `carbon simulate` to the `carbon` parser."""
+    """Add `carbon simulate` and `carbon exchange demo` to the `carbon` parser."""
+    register_exchange(commands)
     simulate = commands.add_parser("simulate", help="a seeded trading rehearsal over a live API on a fresh database")
     simulate.add_argument("--days", type=_positive, default=5, help="trading days (default 5)")
     simulate.add_argument("--seed", type=int, default=1, help="the same seed prints the same prices and volumes")
@@ -817,3 +818,82 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                           help="an empty database (or schema) to rehearse on; default: SQLite in a temporary folder")
     simulate.add_argument("--workers", type=_positive, default=1, help="uvicorn worker processes (default 1)")
     simulate.set_defaults(handler=cmd_simulate)
+
+
+# -- `carbon exchange demo`: a market to try after `make run` ------------------------------------------------
+
+DEMO_INSTRUMENT = "CEA-2025"
+DEMO_CASH_FEN = 100_000_000  # CNY 1,000,000
+DEMO_UNITS_T = 10_000
+
+
+def demo_market(session: Any, settings: Any, actor: Any) -> dict[str, Any]:
+    """List the demo instrument, open and fund (once) the demo trader's and the demo enterprise's accounts.
+
+    When the market is closed now, the exchange is put on a rehearsal clock running at real speed from the
+    next session, so the demo users can trade at once. For trying the service, never for production.
+    """
+    from accounting.ledger import CNY, transfer_entry
+    from accounting.market_rules import InstrumentRules, is_open, next_open
+    from api.services import exchange, ledger
+    from api.store import exchange as exchange_store
+    from api.store import ledger as ledger_store
+    from pipelines.cli import DEMO_ACCOUNT, _demo_enterprise
+
+    ledger.ensure_system_accounts(session)
+    [compliance] = ledger.ensure_compliance_accounts(session, [_demo_enterprise(session, settings)])
+    if ledger_store.get_account(session, DEMO_ACCOUNT) is None:
+        ledger.open_account(session, actor=actor, account_id=DEMO_ACCOUNT, kind="trader", owner_id="demo-trader",
+                            name="Demo pilot trader", commit=False)
+    funded = []
+    for account in (DEMO_ACCOUNT, compliance):
+        if ledger_store.balances_of(session, account_id=account).get(CNY):
+            continue  # funded by an earlier run
+        for kind, source, instrument, quantity in (("deposit", "SYS-BANK", CNY, DEMO_CASH_FEN),
+                                                   ("issue", "SYS-ISSUANCE", DEMO_INSTRUMENT, DEMO_UNITS_T)):
+            ledger.post(session, entry=transfer_entry(entry_id=ledger.new_entry_id(), kind=kind, from_account=source,
+                                                      to_account=account, instrument=instrument, quantity=quantity,
+                                                      memo="demo funding"), actor=actor, reference="demo")
+        funded.append(account)
+    session.commit()
+    rules = InstrumentRules(instrument=DEMO_INSTRUMENT)
+    if exchange_store.instrument(session, DEMO_INSTRUMENT) is None:
+        exchange.list_instrument(session, actor=actor, instrument=DEMO_INSTRUMENT, reference_price_fen=5000,
+                                 fee_bp=5, settlement="trade", rules=rules)
+    clock = exchange.describe_clock(session)
+    if not is_open(clock["now"], rules=rules):
+        clock = exchange.set_clock(session, actor=actor, mode="simulated",
+                                   start=next_open(clock["now"], rules=rules), speed=1, step_seconds=60)
+    return {"instrument": DEMO_INSTRUMENT, "accounts": [DEMO_ACCOUNT, compliance], "funded_now": funded,
+            "clock": clock}
+
+
+def cmd_exchange(args: argparse.Namespace) -> int:
+    from api.store.db import session_factory
+    from pipelines.cli import cli_actor
+    from pipelines.settings import get_settings
+
+    settings = get_settings()
+    with session_factory(settings)() as session:
+        done = demo_market(session, settings, cli_actor("officer"))
+    clock = done["clock"]
+    _write(sys.stdout, f"Demo market: {done['instrument']} listed; accounts {', '.join(done['accounts'])} "
+                       f"({'funded now' if done['funded_now'] else 'funded earlier'}: CNY {DEMO_CASH_FEN // 100:,} "
+                       f"and {DEMO_UNITS_T:,} t each).")
+    if clock["mode"] == "simulated":
+        _write(sys.stdout, f"The exchange runs on a rehearsal clock from "
+                           f"{clock['now'].astimezone(CHINA_TZ):%Y-%m-%d %H:%M} China time (the market is closed now); "
+                           'PUT /v1/exchange/clock {"mode": "real"} returns to real time.')
+    _write(sys.stdout, 'Trade as demo-trader:  curl -s -H "Authorization: Bearer $TOKEN" '
+                       '-H "Content-Type: application/json" -d \'{"account_id": "TR-DEMO-1", "client_order_id": '
+                       '"demo-1", "side": "buy", "quantity_t": 100, "price_fen": 5000}\' '
+                       f"http://127.0.0.1:8000/v1/exchange/instruments/{done['instrument']}/orders")
+    return 0
+
+
+def register_exchange(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `carbon exchange demo` to the `carbon` parser."""
+    exchange = commands.add_parser("exchange", help="the mock exchange")
+    actions = exchange.add_subparsers(dest="exchange_command", required=True)
+    actions.add_parser("demo", help="list CEA-2025 and fund the demo users' accounts (after `carbon users demo`)")
+    exchange.set_defaults(handler=cmd_exchange)

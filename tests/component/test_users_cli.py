@@ -179,6 +179,32 @@ def test_demo_creates_one_user_per_role_and_a_second_run_resets_their_passwords(
     assert me["account_ids"] == ["TR-DEMO-1"]
 
 
+def test_the_demo_market_lets_the_demo_trader_trade_at_once_and_a_second_run_funds_nothing(
+        api: TestClient, zone: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from accounting.review import Actor
+    from api.services.registry import import_registry
+    from api.store.db import session_factory
+
+    with session_factory(zone)() as session:
+        import_registry(session, content=(SAMPLE_DIR / "enterprises.csv").read_bytes(), source="enterprises.csv",
+                        actor=Actor(actor_id="test-loader", role="engineer"))
+    _, out, _ = users(["demo"], capsys, monkeypatch)
+    password = demo_table(out)["demo-trader"][1]
+    assert main(["exchange", "demo"]) == 0
+    first = capsys.readouterr().out
+    assert "CEA-2025 listed" in first and "funded now" in first
+    headers = sign_in(api, "demo-trader", password)
+    placed = api.post("/v1/exchange/instruments/CEA-2025/orders", headers=headers, json={
+        "account_id": "TR-DEMO-1", "client_order_id": "demo-1", "side": "buy", "quantity_t": 100, "price_fen": 5000})
+    assert placed.status_code == 201, placed.text
+    statement = api.get("/v1/exchange/accounts/TR-DEMO-1/statement", headers=headers).json()
+    cash = next(h for h in statement["holdings"] if h["instrument"] == "CNY")
+    assert main(["exchange", "demo"]) == 0
+    assert "funded earlier" in capsys.readouterr().out
+    again = api.get("/v1/exchange/accounts/TR-DEMO-1/statement", headers=headers).json()
+    assert next(h for h in again["holdings"] if h["instrument"] == "CNY") == cash
+
+
 @pytest.mark.parametrize(("args", "stdin", "message"), [
     (["add", "ops-x", "--role", "boss", "--no-password"], "", "unknown_role"),
     (["add", "ent-x", "--role", "enterprise", "--no-password"], "", "binding_required"),
