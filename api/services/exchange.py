@@ -504,8 +504,10 @@ def _require(run: _Run, *, account_id: str, side: str, amount: int) -> None:
                                 "(price x quantity and the fee)", code="insufficient_funds")
         return
     instrument = run.row.instrument
+    # T+1: today's purchases are not sellable; with end-of-day settlement they are not delivered yet either
+    delivered_today = run.row.day_open and run.row.settlement == SETTLE_AT_TRADE
     bought_today = store.bought_on(run.session, instrument, account_id=account_id,
-                                   trading_day=run.row.trading_day or "") if run.row.day_open else 0
+                                   trading_day=run.row.trading_day or "") if delivered_today else 0
     sellable = _available(run.session, account_id, instrument) - bought_today
     if sellable < amount:
         raise ExchangeError(f"account '{account_id}' can sell {max(sellable, 0)} t of {instrument} (frozen, pledged "
@@ -652,9 +654,10 @@ def _own_order(session: Session, actor: Actor, instrument: str, order_id: int, k
 def _change(run: _Run, command: ex.Command, order_id: int) -> dict[str, Any]:
     events = run.apply(command)
     _answer(run, events)
-    run.session.flush()
     row = run.orders[order_id]
-    return describe_order(row, trades=_own_fills(run, order_id, row.account_id))
+    found = _existing(run.session, run.row.instrument, row.account_id, row.client_order_id)  # every fill so far
+    assert found is not None  # noqa: S101
+    return found
 
 
 def cancel_order(session: Session, *, actor: Actor, instrument: str, order_id: int) -> dict[str, Any]:

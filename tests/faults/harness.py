@@ -131,6 +131,8 @@ class LiveServer:
     name: str = "uvicorn"
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    #: Worker processes behind the one port (``--workers``): more than one shares no memory, only the database.
+    workers: int = 1
 
     @property
     def base_url(self) -> str:
@@ -145,7 +147,8 @@ class LiveServer:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory", "--host", "127.0.0.1",
-                 "--port", str(self.port)], cwd=ROOT, env=server_env(self.data_dir, self.database_url),
+                 "--port", str(self.port), *(["--workers", str(self.workers)] if self.workers > 1 else [])],
+                cwd=ROOT, env=server_env(self.data_dir, self.database_url),
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + STARTUP_SECONDS
         while time.monotonic() < deadline:
@@ -406,3 +409,80 @@ def ledger_verifies(session: Session) -> list[str]:
             + [f"instrument {i} not conserved: {t}" for i, t in report["unbalanced_instruments"].items()]
             + [f"journal entry {e} has no postings" for e in bare]
             + [f"journal entry {e} does not balance in {i}" for e, i in unbalanced])
+
+
+# --- the exchange: orders placed by the two traders -------------------------------------------------------
+
+EXCHANGE_INSTRUMENT = LEDGER_VINTAGE
+EXCHANGE_CLOSE_FEN = 5000
+
+
+def prepare_exchange(database_url: str, *, cash_fen: int = 1_000_000_000) -> None:
+    """The instrument listed, the clock paused inside a session, the two traders' cash (their units come from
+    ``prepare_ledger``, which runs first); set up directly, like the ledger's."""
+    from datetime import datetime
+
+    from accounting.ledger import BANK, transfer_entry
+    from accounting.market_rules import CHINA_TZ, InstrumentRules
+    from accounting.review import Actor
+    from api.services import exchange
+    from api.services.ledger import new_entry_id, post, system_account_id
+    from api.store.db import create_db_engine, make_session_factory
+
+    officer = Actor(actor_id=OFFICER_ID, role="officer")
+    engine = create_db_engine(database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            for account_id in LEDGER_ACCOUNTS:
+                post(session, entry=transfer_entry(entry_id=new_entry_id(), kind="deposit", to_account=account_id,
+                                                   from_account=system_account_id(BANK), instrument="CNY",
+                                                   quantity=cash_fen), actor=officer)
+            session.commit()
+            exchange.set_clock(session, actor=officer, mode="simulated", speed=0, step_seconds=60,
+                               start=datetime(2026, 3, 2, 10, 0, tzinfo=CHINA_TZ))  # a Monday, in session
+            exchange.list_instrument(session, actor=officer, instrument=EXCHANGE_INSTRUMENT,
+                                     reference_price_fen=EXCHANGE_CLOSE_FEN, fee_bp=10, settlement="trade",
+                                     rules=InstrumentRules(instrument=EXCHANGE_INSTRUMENT))
+    finally:
+        engine.dispose()
+
+
+def write_exchange_order(target: Target, n: int) -> Acknowledged | None:
+    """A limit order of one of the traders (buys and sells alternate near the close, so that some trade)."""
+    account_id = LEDGER_ACCOUNTS[n % 2]
+    body = {"account_id": account_id, "client_order_id": f"fault-{_RUN}-{n}", "side": ("buy", "sell")[n // 2 % 2],
+            "quantity_t": 1 + n % 9, "price_fen": EXCHANGE_CLOSE_FEN + (n % 7 - 3) * 10}
+    answer = request("POST", f"{target.base_url}/v1/exchange/instruments/{EXCHANGE_INSTRUMENT}/orders",
+                     headers=LEDGER_HOLDERS[account_id], json_body=body)
+    if answer.status not in (200, 201):
+        return None
+    return {"order_id": answer.body["order_id"], "account_id": account_id,
+            "client_order_id": body["client_order_id"], "side": body["side"], "quantity_t": body["quantity_t"]}
+
+
+def check_exchange_order(session: Session, ack: Acknowledged) -> str | None:
+    from api.store.exchange import order_by_client_id
+
+    row = order_by_client_id(session, EXCHANGE_INSTRUMENT, account_id=ack["account_id"],
+                             client_order_id=ack["client_order_id"])
+    if row is None:
+        return f"acknowledged order {ack['client_order_id']} of {ack['account_id']} is missing"
+    if (row.order_id, row.side, row.quantity_t) != (ack["order_id"], ack["side"], ack["quantity_t"]):
+        return f"order {ack['client_order_id']} is stored as {row.order_id} {row.side} {row.quantity_t} t"
+    return None
+
+
+register(Scenario("exchange_order", write_exchange_order, check_exchange_order))
+
+
+@register_invariant
+def exchange_verifies(session: Session) -> list[str]:
+    """Every listed instrument's log replays to the stored book, orders, trades, holds and ledger entries."""
+    from api.services import exchange
+    from api.store.exchange import instruments
+
+    found = []
+    for row in instruments(session):
+        report = exchange.verify(session, instrument=row.instrument)
+        found += [f"exchange {row.instrument}: {p}" for p in report["problems"]]
+    return found

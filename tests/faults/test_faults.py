@@ -53,6 +53,7 @@ def prepare_zone(data_dir: Path, database_url: str, published: Settings) -> tupl
             .order_by(PeriodReview.period, PeriodReview.enterprise_id)).all()
     session_factory(settings).kw["bind"].dispose()
     harness.prepare_ledger(settings.database)  # accounts with units for the ledger_transfer scenario
+    harness.prepare_exchange(settings.database)  # a listed instrument, the clock in session, cash to buy with
     assert len(periods) >= 8
     return settings, Target(base_url="", review_periods=tuple((e, p) for e, p in periods[:8]))
 
@@ -95,7 +96,9 @@ def test_every_acknowledged_write_survives_sigkill_of_the_server(zone: tuple[Set
     try:
         for cycle in range(KILL_CYCLES):
             target = Target(server.start(), target.review_periods)
-            killer = threading.Timer(0.8 + 0.3 * cycle, server.kill)
+            # long enough for about a round of every scenario's writes before the kill (the first call of each
+            # is slow on a fresh process)
+            killer = threading.Timer(0.4 * (len(SCENARIOS) + cycle), server.kill)
             killer.start()
             try:
                 n = write_until_unreachable(target, start=n, names=list(SCENARIOS), limit=500,
