@@ -43,19 +43,24 @@ def default_database_url(data_dir: Path) -> str:
     return url
 
 
-UNIT_TESTS = Path(__file__).resolve().parent / "unit"
+
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """In the PostgreSQL pass, leave out the unit tests that use no database: the SQLite pass ran them."""
+    """In the PostgreSQL pass, run only the tests that touch PostgreSQL.
+
+    Those use the ``database_url`` fixture or carry the ``postgres`` mark (a ``database_backends()``
+    parameter, or a test that needs the server itself); every other test works on its own SQLite file and
+    ran, identically, in the SQLite pass.
+    """
     if TEST_DATABASE != "postgresql":
         return
-    kept, database_free = [], []
+    kept, sqlite_only = [], []
     for item in items:
-        pure = item.path.is_relative_to(UNIT_TESTS) and "database_url" not in getattr(item, "fixturenames", ())
-        (database_free if pure else kept).append(item)
-    if database_free:
-        config.hook.pytest_deselected(items=database_free)
+        touches = "database_url" in getattr(item, "fixturenames", ()) or item.get_closest_marker("postgres")
+        (kept if touches else sqlite_only).append(item)
+    if sqlite_only:
+        config.hook.pytest_deselected(items=sqlite_only)
         items[:] = kept
 
 

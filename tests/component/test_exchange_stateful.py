@@ -595,7 +595,7 @@ def test_random_exchange_commands_through_the_services_keep_every_invariant(zone
     SEEN.clear()
     machine = type("Machine", (ExchangeMachine,), {"zones": zones})
     run_state_machine_as_test(machine, settings=settings(
-        max_examples=15, stateful_step_count=25, deadline=None, derandomize=True, database=None,
+        max_examples=8, stateful_step_count=25, deadline=None, derandomize=True, database=None,
         phases=[Phase.explicit, Phase.generate],  # an example takes a second: no shrinking, the steps print as drawn
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                HealthCheck.filter_too_much]))

@@ -60,7 +60,7 @@ def test_a_seeded_rehearsal_prints_its_days_and_outcomes_holds_the_invariants_an
     assert re.search(r"^ledger verify: ok ", first, re.M), first
     assert re.search(r"^exchange verify: ok \(\d+ commands replayed, \d+ trades\)$", first, re.M), first
 
-    with fresh_database(backend) as url:
-        second = simulate(url)
-    report = [line for line in first.splitlines() if not line.startswith("elapsed")]
-    assert [line for line in second.splitlines() if not line.startswith("elapsed")] == report
+    if backend == "sqlite":  # the same seed prints the same report (checked once: it is the agents' property)
+        second = simulate(None)
+        report = [line for line in first.splitlines() if not line.startswith("elapsed")]
+        assert [line for line in second.splitlines() if not line.startswith("elapsed")] == report
