@@ -346,16 +346,20 @@ class _Run:
         settled = store.settlement(self.session, row.instrument, trading_day)
         if settled is not None:
             return
-        changes = settle_pending(
-            (PendingTrade(trade_id=t.trade_id, price_fen=t.price_fen, quantity_t=t.quantity_t,
-                          buy_account_id=t.buy_account_id, sell_account_id=t.sell_account_id,
-                          buyer_fee_fen=t.buyer_fee_fen, seller_fee_fen=t.seller_fee_fen) for t in trades),
-            instrument=row.instrument, clearing_account=clearing_account_id(row.instrument),
-            fees_account=ledger.system_account_id(FEES))
+        changes = settle_pending(map(_pending, trades), instrument=row.instrument,
+                                 clearing_account=clearing_account_id(row.instrument),
+                                 fees_account=ledger.system_account_id(FEES))
         entry_id = self._post(changes, kind="exchange_settle", memo=f"settlement of {trading_day}",
                               reference=f"exchange/{row.instrument}/settle/{trading_day}")
         self.session.add(ExchangeSettlement(instrument=row.instrument, trading_day=trading_day, entry_id=entry_id,
                                             trades=len(trades), settled_at=real_now()))
+
+
+def _pending(trade: ExchangeTrade) -> PendingTrade:
+    """A stored trade as the settlement rules see one waiting for the end of the day."""
+    return PendingTrade(trade_id=trade.trade_id, price_fen=trade.price_fen, quantity_t=trade.quantity_t,
+                        buy_account_id=trade.buy_account_id, sell_account_id=trade.sell_account_id,
+                        buyer_fee_fen=trade.buyer_fee_fen, seller_fee_fen=trade.seller_fee_fen)
 
 
 def _vwap(value_fen: int, volume_t: int) -> int:
@@ -1066,8 +1070,5 @@ def _settled_changes(session: Session, instrument: str) -> dict[tuple[str, str],
     trades_ = session.scalars(select(ExchangeTrade).where(ExchangeTrade.instrument == instrument,
                                                           ExchangeTrade.trading_day.in_(settled_days),
                                                           ExchangeTrade.entry_id.is_(None)))
-    return settle_pending((PendingTrade(trade_id=t.trade_id, price_fen=t.price_fen, quantity_t=t.quantity_t,
-                                        buy_account_id=t.buy_account_id, sell_account_id=t.sell_account_id,
-                                        buyer_fee_fen=t.buyer_fee_fen, seller_fee_fen=t.seller_fee_fen)
-                           for t in trades_), instrument=instrument, clearing_account=clearing_account_id(instrument),
-                          fees_account=ledger.system_account_id(FEES))
+    return settle_pending(map(_pending, trades_), instrument=instrument,
+                          clearing_account=clearing_account_id(instrument), fees_account=ledger.system_account_id(FEES))
