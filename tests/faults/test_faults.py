@@ -87,6 +87,21 @@ def write_until_unreachable(target: Target, *, start: int, names: list[str], lim
     return n + 1
 
 
+def kill_once_every_kind_answered(server: LiveServer, acknowledged: list[tuple[str, Acknowledged]], since: int,
+                                  delay: float, *, timeout: float = 60) -> None:
+    """SIGKILL the server ``delay`` seconds after each scenario got a write acknowledged since ``since``.
+
+    Waiting for the acknowledgements rather than a fixed time keeps every kind of write in each cycle
+    on a slow machine too (the first call of each is slow on a fresh process); the writes go on, so the
+    kill still lands in the middle of them. After ``timeout`` the server is killed anyway.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and {k for k, _ in acknowledged[since:]} != set(SCENARIOS):
+        time.sleep(0.02)
+    time.sleep(delay)
+    server.kill()
+
+
 def test_every_acknowledged_write_survives_sigkill_of_the_server(zone: tuple[Settings, Target], tmp_path: Path,
                                                                  record_property: Any) -> None:
     settings, target = zone
@@ -96,9 +111,8 @@ def test_every_acknowledged_write_survives_sigkill_of_the_server(zone: tuple[Set
     try:
         for cycle in range(KILL_CYCLES):
             target = Target(server.start(), target.review_periods)
-            # long enough for about a round of every scenario's writes before the kill (the first call of each
-            # is slow on a fresh process)
-            killer = threading.Timer(0.4 * (len(SCENARIOS) + cycle), server.kill)
+            killer = threading.Thread(target=kill_once_every_kind_answered,
+                                      args=(server, acknowledged, len(acknowledged), 0.1 * (cycle + 1)))
             killer.start()
             try:
                 n = write_until_unreachable(target, start=n, names=list(SCENARIOS), limit=500,
