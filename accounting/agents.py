@@ -290,7 +290,7 @@ class ComplianceAgent:
         bottom = max(floor_fen, view.band.low_fen)
         if view.best_bid_fen is not None and view.best_bid_fen >= bottom and _percent(
                 self.rng, 20 + 60 * view.step // max(1, view.steps - 1)):
-            return view.best_bid_fen
+            return view.clip(view.best_bid_fen)  # a bid left outside a band changed since it was placed
         opening = max(view.previous_close_fen, view.mid_fen) * self.rng.randint(100, 103) // 100
         return view.clip(max(bottom, view.progressed(max(opening, bottom), bottom)))
 
