@@ -359,6 +359,7 @@ class ReplaceRequest(BaseModel):
 def replace_order(instrument: str, order_id: OrderId, body: ReplaceRequest, session: SessionDep, actor: ActorDep,
                   buckets: OrderLimitDep) -> dict[str, Any]:
     """Cancel-replace: keeps its priority only when the price is the same and the quantity does not grow."""
+    session.connection(execution_options=READ_ONLY)  # finding the account to rate-limit takes no write lock
     row = exchange.get_order(session, actor=actor, instrument=instrument, order_id=order_id)
     _limit_account(buckets, row["account_id"])
     return exchange.replace_order(session, actor=actor, instrument=instrument, order_id=order_id, **body.model_dump())

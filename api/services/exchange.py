@@ -1,44 +1,73 @@
 """The mock exchange as use cases: commands through the matching engine, prefunded and settled in the ledger.
 
-One command at a time per instrument, in one transaction:
+Commands of one instrument are written in batches (group commit, ``api.services.exchange_queue``): a
+request queues its command and waits; one writer takes what is queued and, in ONE transaction:
 
-1. lock the instrument's row (and, in this process, its engine) so commands apply in one order;
-2. catch the in-memory engine up with the command log (another process may have appended to it);
-   an engine that is ahead of the log (a transaction that failed) is rebuilt from the log;
-3. roll the trading day when the clock says so (``CloseDay`` at the close, ``OpenDay`` at the next
+1. locks the instrument's row (and, in this process, its engine) so commands apply in one order;
+2. catches the in-memory engine up with the command log (another process may have appended to it),
+   with the holds of its orders and its client order ids; an engine that is ahead of the log (a
+   transaction that failed) is rebuilt from the log;
+3. rolls the trading day when the clock says so (``CloseDay`` at the close, ``OpenDay`` at the next
    session, each a command of the log of its own);
-4. check the account: its own, a compliance or trading account, with the cash (a buy) or the units
-   (a sell, not counting units bought today: T+1) the command holds; a missing balance is refused
-   (``insufficient_funds`` / ``insufficient_holdings``) after the market rules, with nothing written;
-5. apply the command to the engine, append it and its events to the log, post one ledger entry with
-   what ``accounting.settlement`` says the events move (holds, deliveries, fees, releases), and write
-   the orders, trades and the day's bar; then commit. Any failure rolls everything back and drops the
-   engine, which the next command rebuilds from the log.
+4. locks the balances of the accounts that sent the commands, then, for each command in order:
+   checks the account (its own, a compliance or trading account) and the cash (a buy) or the units
+   (a sell, not counting units bought today: T+1) it holds, against those balances as the batch's
+   earlier commands left them; a missing balance is refused (``insufficient_funds`` /
+   ``insufficient_holdings``) after the market rules, with nothing written; applies the command to the
+   engine, settles its events (``accounting.settlement``: holds, deliveries, fees, releases) into one
+   ledger entry checked by ``accounting.ledger``, and collects its log row, entry, trades and orders;
+5. writes everything the batch collected in a few bulk statements, commits once, and only then answers
+   every request of the batch. Any failure rolls everything back and drops the engine, which the next
+   batch rebuilds from the log; nobody of the batch is acknowledged (see ``_write_batch``).
 
 A command the engine refuses (``outside_band``, ``market_closed``...) is logged too (the engine's
 sequence numbers count it) and answered with its code; a refused balance check never reaches the log.
+A command alone is a batch of one: there is one way to apply a command.
 """
 
 from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
+from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from accounting import exchange as ex
+from accounting.errors import AccountingError
 from accounting.exchange import BUY, SELL, ExchangeError, MatchingEngine
-from accounting.ledger import CLEARING, CNY, COMPLIANCE, FEES, TRADER, JournalEntry, parse_instrument
+from accounting.ledger import (
+    CLEARING,
+    CNY,
+    COMPLIANCE,
+    FEES,
+    TRADER,
+    Account,
+    JournalEntry,
+    LedgerState,
+    parse_instrument,
+)
 from accounting.market_rules import CHINA_TZ, InstrumentRules, SimulationClock, is_open
 from accounting.review import Actor
-from accounting.settlement import Hold, PendingTrade, hold_for, postings_of, settle, settle_pending
+from accounting.settlement import (
+    Hold,
+    HoldKey,
+    PendingTrade,
+    Settlement,
+    TradeFees,
+    hold_for,
+    postings_of,
+    settle,
+    settle_pending,
+)
 from api.services import ledger
+from api.services.exchange_queue import CommandQueue, Ticket
 from api.store import audit
 from api.store import exchange as store
 from api.store import ledger as ledger_store
@@ -144,39 +173,92 @@ def step_clock(session: Session, *, actor: Actor, steps: int) -> dict[str, Any]:
 
 @dataclass(slots=True)
 class _Loaded:
-    """The engine of one instrument in this process and the last log sequence number it has applied."""
+    """One instrument in this process: its engine as of log position ``seq``, and the queue of its commands.
+
+    Beside the engine it keeps what else follows from the log: the holds of the orders (what
+    ``accounting.settlement`` says the events leave in clearing) and the client order ids in use. A
+    command then finds them in memory instead of reading its orders back from the database; they are
+    rebuilt with the engine whenever it is.
+    """
 
     engine: MatchingEngine | None = None
     seq: int = 0
+    created_at: datetime | None = None
+    holds: dict[HoldKey, Hold] = field(default_factory=dict)
+    client_ids: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: Ledger accounts met so far (an account's kind and owner never change): a trade's counterparty is
+    #: credited without reading its account again.
+    accounts: dict[str, Account] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    queue: CommandQueue = field(default_factory=CommandQueue)
+
+    def drop(self) -> None:
+        """Forget the engine (a transaction failed after applying to it); the next command rebuilds it."""
+        self.engine, self.seq, self.created_at, self.holds, self.client_ids = None, 0, None, {}, {}
+        self.accounts = {}
 
 
-_ENGINES: dict[tuple[str, str, str], _Loaded] = {}
+_ENGINES: dict[tuple[str, str], _Loaded] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def _loaded(session: Session, row: ExchangeInstrument) -> _Loaded:
+def _loaded(session: Session, instrument: str) -> _Loaded:
     bind = session.get_bind()
     url = bind.engine.url if isinstance(bind, Connection) else bind.url
-    key = (url.render_as_string(hide_password=True), row.instrument, row.created_at.isoformat())
+    key = (url.render_as_string(hide_password=True), instrument)
     with _ENGINES_LOCK:
         return _ENGINES.setdefault(key, _Loaded())
+
+
+def command_queue(session: Session, *, instrument: str) -> CommandQueue:
+    """The queue of ``instrument``'s commands in this process (its counters say how commands were batched)."""
+    return _loaded(session, instrument).queue
 
 
 def _genesis(row: ExchangeInstrument) -> MatchingEngine:
     return MatchingEngine(rules=store.rules_of(row.rules), previous_close_fen=row.genesis_close_fen)
 
 
-def _catch_up(session: Session, row: ExchangeInstrument, loaded: _Loaded) -> MatchingEngine:
-    """The engine as of the log's last command (``row.last_seq``), rebuilt from the log if it is ahead."""
-    if loaded.engine is None or loaded.seq > row.last_seq:
-        loaded.engine, loaded.seq = _genesis(row), 0
-    if loaded.seq == row.last_seq:
-        return loaded.engine
+def _settlement(row: ExchangeInstrument, events: tuple[ex.Event, ...], holds: dict[HoldKey, Hold],
+                band_high_fen: int) -> Settlement:
+    """What one command's events move in the ledger under ``row``'s terms (fee, settlement mode)."""
+    return settle(events, holds=holds, instrument=row.instrument, clearing_account=clearing_account_id(row.instrument),
+                  fees_account=ledger.system_account_id(FEES), fee_bp=row.fee_bp, band_high_fen=band_high_fen,
+                  settle_trades=row.settlement == SETTLE_AT_TRADE)
+
+
+def _note_client_ids(client_ids: dict[tuple[str, str], int], events: tuple[ex.Event, ...]) -> None:
+    """Record the (account, client order id) of every order, quote, take and proposal the events create."""
+    for e in events:
+        if isinstance(e, ex.OrderAccepted):
+            client_ids[(e.account_id, e.client_order_id)] = e.order_id
+        elif isinstance(e, ex.QuotePosted):
+            client_ids[(e.account_id, e.client_order_id)] = e.quote_id
+        elif isinstance(e, ex.QuoteTaken):
+            client_ids[(e.account_id, e.client_order_id)] = e.take_id
+        elif isinstance(e, ex.BlockProposed):
+            client_ids[(e.account_id, e.client_order_id)] = e.proposal_id
+
+
+def _catch_up(session: Session, row: ExchangeInstrument, loaded: _Loaded, *, exact: bool) -> MatchingEngine:
+    """The engine as of the log's last command (``row.last_seq``), with its holds and client order ids.
+
+    A writer (``exact``) rebuilds an engine that is ahead of the log from empty; a reader accepts one
+    that is ahead (its row was read before a commit it then waited for).
+    """
+    if loaded.engine is None or loaded.created_at != row.created_at or (exact and loaded.seq > row.last_seq):
+        loaded.drop()
+        loaded.engine, loaded.created_at = _genesis(row), row.created_at
+    engine = loaded.engine
+    if loaded.seq >= row.last_seq:
+        return engine
     for command in store.commands_after(session, row.instrument, after=loaded.seq, upto=row.last_seq):
-        loaded.engine.apply(store.command_of(command.command))
+        band_high = engine.price_band.high_fen
+        events = engine.apply(store.command_of(command.command))
+        loaded.holds = _settlement(row, events, loaded.holds, band_high).holds
+        _note_client_ids(loaded.client_ids, events)
         loaded.seq = command.seq
-    return loaded.engine
+    return engine
 
 
 def _instrument_row(session: Session, instrument: str, *, lock: bool = False) -> ExchangeInstrument:
@@ -187,105 +269,143 @@ def _instrument_row(session: Session, instrument: str, *, lock: bool = False) ->
 
 
 @contextmanager
-def _reading(session: Session, instrument: str) -> Iterator[tuple[ExchangeInstrument, MatchingEngine]]:
-    """The instrument and its engine caught up with the log, for reading (no database lock)."""
+def _reading(session: Session, instrument: str) -> Iterator[tuple[ExchangeInstrument, MatchingEngine, int]]:
+    """The instrument, its engine caught up with the log and the log position it reflects (no database lock)."""
     row = _instrument_row(session, instrument)
-    loaded = _loaded(session, row)
+    loaded = _loaded(session, instrument)
     with loaded.lock:
-        yield row, _catch_up(session, row, loaded)
+        engine = _catch_up(session, row, loaded, exact=False)
+        yield row, engine, loaded.seq
 
 
-# -- running commands -----------------------------------------------------------------------------------
+# -- running commands: a batch in one transaction -------------------------------------------------------
+
+Key = tuple[str, str]  # (account id, instrument)
+
+
+@dataclass(frozen=True, slots=True)
+class _OrderAnswer:
+    """A command's answer before the batch is written: the order to describe, and whether the command created it."""
+
+    order_id: int
+    created: bool
 
 
 @dataclass(slots=True)
 class _Run:
-    """One transaction of commands on one instrument: the commands applied, their trades and ledger entries."""
+    """One transaction of commands on one instrument: a batch, applied in order and written together.
+
+    Each command is applied to the engine and settled at once, so the next command of the batch sees its
+    book, holds and balances; its ledger entry is checked by ``accounting.ledger`` against the balances
+    locked in this transaction. Its log row, entry, postings, trades and order rows are collected and
+    written with the rest of the batch in a few bulk statements just before the one commit.
+    """
 
     session: Session
     row: ExchangeInstrument
+    loaded: _Loaded
     engine: MatchingEngine
-    actor: Actor
     at: datetime
-    events: list[ex.Event] = field(default_factory=list)
-    trades: list[ExchangeTrade] = field(default_factory=list)
-    orders: dict[int, ExchangeOrder] = field(default_factory=dict)
-    committed_seq: int = 0
+    actor: Actor
+    ledger: LedgerState = field(default_factory=LedgerState)
+    locked: set[Key] = field(default_factory=set)
+    #: Tonnes each account bought today, as committed before this batch (T+1), and bought in this batch.
+    bought_before: dict[str, int] = field(default_factory=dict)
+    bought_now: dict[str, int] = field(default_factory=dict)
+    applied: int = 0
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    postings: list[dict[str, Any]] = field(default_factory=list)
+    #: The batch's net change of each balance, written as one relative update per balance.
+    deltas: dict[Key, int] = field(default_factory=dict)
+    commands: list[dict[str, Any]] = field(default_factory=list)
+    trades: list[dict[str, Any]] = field(default_factory=list)
+    orders: dict[int, dict[str, Any]] = field(default_factory=dict)
+    new_orders: set[int] = field(default_factory=set)
+
+    # -- applying ---------------------------------------------------------------------------------
 
     def apply(self, command: ex.Command) -> tuple[ex.Event, ...]:
-        """Apply, log, settle and project one command."""
-        row, session = self.row, self.session
+        """Apply, settle, log and project one command (its rows are written with the batch)."""
+        row = self.row
         band_high = self.engine.price_band.high_fen
         events = self.engine.apply(command)
+        self.applied += 1
         seq = row.last_seq + 1
-        ids = _touched_ids(events)
-        rows = store.orders(session, row.instrument, ids)
-        holds = {(r.order_id, r.account_id): Hold(order_id=r.order_id, account_id=r.account_id, side=r.side,
-                                                  open_t=r.hold_open_t, held=r.held, price_fen=r.price_fen or 0)
-                 for r in rows.values() if r.hold_open_t or r.held}
-        result = settle(events, holds=holds, instrument=row.instrument,
-                        clearing_account=clearing_account_id(row.instrument),
-                        fees_account=ledger.system_account_id(FEES), fee_bp=row.fee_bp, band_high_fen=band_high,
-                        settle_trades=row.settlement == SETTLE_AT_TRADE)
+        result = _settlement(row, events, self.loaded.holds, band_high)
+        self.loaded.holds = result.holds
+        _note_client_ids(self.loaded.client_ids, events)
         entry_id = self._post(result.changes, kind="exchange", memo=f"{type(command).__name__} #{seq}",
                               reference=f"exchange/{row.instrument}/{seq}")
-        session.add(ExchangeCommand(instrument=row.instrument, seq=seq, kind=type(command).__name__,
-                                    command=store.document_of(command),
-                                    events=[store.document_of(e) for e in events], actor_id=self.actor.actor_id,
-                                    received_at=real_now(), entry_id=entry_id))
+        # the command log (append-only, with actor, time and this entry's id) is the record of the change
+        self.commands.append({"instrument": row.instrument, "seq": seq, "kind": type(command).__name__,
+                              "command": store.document_of(command),
+                              "events": [store.document_of(e) for e in events], "actor_id": self.actor.actor_id,
+                              "received_at": real_now(), "entry_id": entry_id})
         row.last_seq = seq
-        self._project_orders(events, rows, result.holds, seq)
+        self._project_orders(events, seq)
         fees = iter(result.fees)
         for event in events:
             if isinstance(event, ex.TradeExecuted):
                 self._record_trade(event, next(fees), seq=seq, entry_id=entry_id)
-        session.flush()
-        self.events.extend(events)
         return events
 
-    def _post(self, changes: dict[tuple[str, str], int], *, kind: str, memo: str, reference: str) -> str | None:
+    def apply_accepted(self, command: ex.Command) -> tuple[ex.Event, ...]:
+        """Apply ``command``; CommandRefusedError (the command stays in the log) when the engine refused it."""
+        events = self.apply(command)
+        rejected = next((e for e in events if isinstance(e, ex.OrderRejected)), None)
+        if rejected is not None:
+            raise CommandRefusedError(_REFUSALS.get(rejected.code, rejected.code.replace("_", " ")),
+                                      code=rejected.code)
+        return events
+
+    def _post(self, changes: dict[Key, int], *, kind: str, memo: str, reference: str) -> str | None:
         postings = postings_of(changes)
         if not postings:
             return None
+        self.lock(key for key, change in changes.items() if change < 0)  # a debit is checked against its balance
+        self.know_accounts(account for account, _ in changes)
         entry = JournalEntry(entry_id=uuid.uuid4().hex, kind=kind, postings=postings, memo=memo)
-        # the command log (append-only, with actor, time and this entry's id) is the record of the change
-        ledger.post(self.session, entry=entry, actor=self.actor, reference=reference, audited=False)
+        self.ledger = self.ledger.post(entry)  # the ledger's rules; LedgerError fails the whole batch
+        self.entries.append({"entry_id": entry.entry_id, "kind": kind, "memo": memo, "reverses": None,
+                             "reference": reference, "actor_id": self.actor.actor_id, "role": self.actor.role,
+                             "created_at": real_now()})
+        self.postings.extend({"entry_id": entry.entry_id, "account_id": p.account_id, "instrument": p.instrument,
+                              "side": p.side, "quantity": p.quantity} for p in postings)
+        for key, change in changes.items():
+            self.deltas[key] = self.deltas.get(key, 0) + change
         return entry.entry_id
 
-    def _project_orders(self, events: tuple[ex.Event, ...], rows: dict[int, ExchangeOrder],
-                        holds: dict[tuple[int, str], Hold], seq: int) -> None:
+    def _project_orders(self, events: tuple[ex.Event, ...], seq: int) -> None:
         takes = {e.take_id: e for e in events if isinstance(e, ex.QuoteTaken)}
+        created = _created_ids(events)
         moment = real_now()
         for order_id in sorted(_touched_ids(events)):
             values = _order_values(self.engine, order_id, takes.get(order_id))
             if values is None:
                 continue
-            key = (order_id, values["account_id"])
-            hold = holds.get(key)
-            values.update(held=hold.held if hold else 0, hold_open_t=hold.open_t if hold else 0, updated_seq=seq,
-                          updated_at=moment)
-            existing = rows.get(order_id)
-            if existing is None:
-                existing = ExchangeOrder(instrument=self.row.instrument, order_id=order_id,
-                                         placed_by=self.actor.actor_id, created_seq=seq, created_at=moment, **values)
-                self.session.add(existing)
-            else:
-                for name, value in values.items():
-                    setattr(existing, name, value)
-            self.orders[order_id] = existing
+            hold = self.loaded.holds.get((order_id, values["account_id"]))
+            values.update(instrument=self.row.instrument, order_id=order_id, held=hold.held if hold else 0,
+                          hold_open_t=hold.open_t if hold else 0, updated_seq=seq, updated_at=moment)
+            if order_id in self.orders:
+                self.orders[order_id].update(values)
+                continue
+            if order_id in created:
+                values.update(placed_by=self.actor.actor_id, created_seq=seq, created_at=moment)
+                self.new_orders.add(order_id)
+            self.orders[order_id] = values
 
-    def _record_trade(self, event: ex.TradeExecuted, fees: Any, *, seq: int, entry_id: str | None) -> None:
+    def _record_trade(self, event: ex.TradeExecuted, fees: TradeFees, *, seq: int, entry_id: str | None) -> None:
         row = self.row
         trading_day = row.trading_day or self.at.astimezone(CHINA_TZ).date().isoformat()
-        trade = ExchangeTrade(instrument=row.instrument, trade_id=event.trade_id, seq=seq, mode=event.mode,
-                              price_fen=event.price_fen, quantity_t=event.quantity_t, buy_order_id=event.buy_order_id,
-                              sell_order_id=event.sell_order_id, buy_account_id=event.buy_account_id,
-                              sell_account_id=event.sell_account_id, aggressor_side=event.aggressor_side,
-                              buyer_fee_fen=fees.buyer_fee_fen, seller_fee_fen=fees.seller_fee_fen,
-                              trading_day=trading_day, executed_at=self.at,
-                              entry_id=entry_id if fees.settled else None)
-        self.session.add(trade)
-        self.trades.append(trade)
+        self.trades.append({
+            "instrument": row.instrument, "trade_id": event.trade_id, "seq": seq, "mode": event.mode,
+            "price_fen": event.price_fen, "quantity_t": event.quantity_t, "buy_order_id": event.buy_order_id,
+            "sell_order_id": event.sell_order_id, "buy_account_id": event.buy_account_id,
+            "sell_account_id": event.sell_account_id, "aggressor_side": event.aggressor_side,
+            "buyer_fee_fen": fees.buyer_fee_fen, "seller_fee_fen": fees.seller_fee_fen, "trading_day": trading_day,
+            "executed_at": self.at, "entry_id": entry_id if fees.settled else None})
+        if trading_day == row.trading_day:
+            self.bought_now[event.buy_account_id] = self.bought_now.get(event.buy_account_id, 0) + event.quantity_t
         bar = _day_row(self.session, row, trading_day)
         value = event.price_fen * event.quantity_t
         bar.trades += 1
@@ -298,6 +418,131 @@ class _Run:
         else:
             bar.block_volume_t += event.quantity_t
             bar.block_value_fen += value
+
+    # -- balances and accounts, as this transaction locked them -----------------------------------------
+
+    def lock(self, keys: Iterable[Key]) -> None:
+        """Lock and load the balances of ``keys`` not yet locked in this transaction (one sorted statement).
+
+        Only a debit needs its balance: the batch locks its senders' balances and the clearing account's
+        first. A balance that is only credited (a trade's resting counterparty, the fee account) is not
+        read at all: its increase is written as a relative update, which locks the row then. Should a
+        credited balance be debited later in the batch, it is locked and read here, plus what the batch
+        already credited to it.
+        """
+        missing = set(keys) - self.locked
+        if not missing:
+            return
+        more = ledger_store.lock_state(self.session, keys=missing)
+        self.loaded.accounts.update(more.accounts)
+        state = self.ledger
+        balances = {**state.balances, **{k: more.balances.get(k, 0) + self.deltas.get(k, 0) for k in missing}}
+        self.ledger = replace(state, accounts=MappingProxyType({**state.accounts, **more.accounts}),
+                              balances=MappingProxyType({k: v for k, v in balances.items() if v}),
+                              encumbrances=MappingProxyType({**state.encumbrances, **more.encumbrances}))
+        self.locked |= missing
+
+    def know_accounts(self, account_ids: Iterable[str]) -> None:
+        """Give the ledger's rules the accounts an entry touches (from memory; unknown ones read in one query)."""
+        state, cache = self.ledger, self.loaded.accounts
+        wanted = set(account_ids) - set(state.accounts)
+        if not wanted:
+            return
+        if unseen := sorted(wanted - set(cache)):
+            cache.update((r.account_id, ledger_store.account_of(r)) for r in self.session.scalars(
+                select(LedgerAccount).where(LedgerAccount.account_id.in_(unseen))))
+        self.ledger = replace(state, accounts=MappingProxyType(
+            {**state.accounts, **{a: cache[a] for a in wanted if a in cache}}))
+
+    def trading_account(self, actor: Actor, account_id: str) -> None:
+        """Refuse unless ``account_id`` is the actor's own compliance or trading account (another's is unknown)."""
+        self.lock(((account_id, CNY), (account_id, self.row.instrument)))
+        account = self.ledger.accounts.get(account_id)
+        if account is None or not ledger.owns_account(actor, account_id):
+            raise ExchangeError(f"unknown account '{account_id}'", code="unknown_account")
+        if account.kind not in TRADING_ACCOUNT_KINDS:
+            raise ExchangeError(f"account '{account_id}' is a {account.kind} account; trade from a compliance or "
+                                "trading account", code="account_cannot_trade")
+
+    def prefetch_bought(self, account_ids: Iterable[str]) -> None:
+        """Today's purchases of the accounts about to sell, in one query (T+1 keeps them from a sale)."""
+        if self.row.day_open and self.row.settlement == SETTLE_AT_TRADE and self.row.trading_day:
+            wanted = sorted(set(account_ids) - set(self.bought_before))
+            self.bought_before.update(store.bought_on_by_account(self.session, self.row.instrument, account_ids=wanted,
+                                                                 trading_day=self.row.trading_day))
+
+    def require(self, *, account_id: str, side: str, amount: int) -> None:
+        """Refuse (before anything is applied) when the account lacks the cash or the sellable units."""
+        instrument = self.row.instrument
+        asset = CNY if side == BUY else instrument
+        self.lock(((account_id, asset),))
+        available = self.ledger.available(account_id=account_id, instrument=asset)
+        if side == BUY:
+            if available < amount:
+                raise ExchangeError(f"account '{account_id}' has {available} fen available; this needs {amount} "
+                                    "fen (price x quantity and the fee)", code="insufficient_funds")
+            return
+        # T+1: today's purchases are not sellable; with end-of-day settlement they are not delivered yet either
+        bought_today = 0
+        if self.row.day_open and self.row.settlement == SETTLE_AT_TRADE:
+            self.prefetch_bought((account_id,))
+            bought_today = self.bought_before.get(account_id, 0) + self.bought_now.get(account_id, 0)
+        sellable = available - bought_today
+        if sellable < amount:
+            raise ExchangeError(f"account '{account_id}' can sell {max(sellable, 0)} t of {instrument} (frozen, "
+                                f"pledged and today's purchases excluded: {bought_today} t bought today); this "
+                                f"needs {amount} t", code="insufficient_holdings")
+
+    def own(self, actor: Actor, order_id: int, kind: str) -> tuple[str, str | None]:
+        """(account, counterparty) of an order, quote or block proposal the actor may act on (a block's
+        counterparty may answer it too); ``unknown_order`` otherwise, as for an id that does not exist."""
+        engine = self.engine
+        status = (engine.order_status(order_id) if kind == "order" else engine.quote_status(order_id)
+                  if kind == "quote" else engine.block_status(order_id))
+        counterparty = status.counterparty_id if isinstance(status, ex.BlockStatus) else None
+        if status is None or not any(ledger.owns_account(actor, p) for p in (status.account_id, counterparty) if p):
+            raise ExchangeError(f"no {kind} {order_id} of yours on {self.row.instrument}", code="unknown_order")
+        return status.account_id, counterparty
+
+    # -- writing -------------------------------------------------------------------------------------
+
+    def write(self) -> None:
+        """Write what the batch collected: a few bulk statements, whatever the number of commands."""
+        session = self.session
+        if self.entries:
+            session.execute(insert(JournalEntryRow), self.entries)
+            session.execute(insert(PostingRow), self.postings)
+            store.add_to_balances(session, {k: v for k, v in self.deltas.items() if v},
+                                  unread=set(self.deltas) - self.locked)  # locked ones have their row
+        if self.commands:
+            session.execute(insert(ExchangeCommand), self.commands)
+        created = [v for order_id, v in self.orders.items() if order_id in self.new_orders]
+        changed = [v for order_id, v in self.orders.items() if order_id not in self.new_orders]
+        if created:
+            session.execute(insert(ExchangeOrder), created)
+        if changed:
+            session.execute(update(ExchangeOrder), changed)
+        if self.trades:
+            session.execute(insert(ExchangeTrade), self.trades)
+        session.flush()
+
+    def describe(self, answers: Iterable[_OrderAnswer]) -> dict[int, dict[str, Any]]:
+        """The orders the answers name, with their fills, as written (two queries for the whole batch)."""
+        ids = sorted({a.order_id for a in answers})
+        if not ids:
+            return {}
+        instrument = self.row.instrument
+        fresh = {"populate_existing": True}
+        rows = self.session.scalars(select(ExchangeOrder).where(
+            ExchangeOrder.instrument == instrument, ExchangeOrder.order_id.in_(ids)).execution_options(**fresh))
+        fills: dict[tuple[int, str], list[ExchangeTrade]] = {}
+        for t in self.session.scalars(select(ExchangeTrade).where(
+                ExchangeTrade.instrument == instrument,
+                or_(ExchangeTrade.buy_order_id.in_(ids), ExchangeTrade.sell_order_id.in_(ids)))
+                .order_by(ExchangeTrade.trade_id).execution_options(**fresh)):
+            fills.setdefault((t.buy_order_id, t.buy_account_id), []).append(t)
+            fills.setdefault((t.sell_order_id, t.sell_account_id), []).append(t)
+        return {r.order_id: describe_order(r, trades=fills.get((r.order_id, r.account_id), [])) for r in rows}
 
     # -- the trading day ----------------------------------------------------------------------------
 
@@ -393,6 +638,13 @@ def _touched_ids(events: tuple[ex.Event, ...]) -> set[int]:
     return ids
 
 
+def _created_ids(events: tuple[ex.Event, ...]) -> set[int]:
+    """The orders, quotes, takes and block proposals the events create."""
+    return {e.order_id if isinstance(e, ex.OrderAccepted) else e.quote_id if isinstance(e, ex.QuotePosted)
+            else e.take_id if isinstance(e, ex.QuoteTaken) else e.proposal_id
+            for e in events if isinstance(e, ex.OrderAccepted | ex.QuotePosted | ex.QuoteTaken | ex.BlockProposed)}
+
+
 def _order_values(engine: MatchingEngine, order_id: int, take: ex.QuoteTaken | None) -> dict[str, Any] | None:
     """The columns of an order, quote, take or block proposal as the engine has it now."""
     if (order := engine.order_status(order_id)) is not None:
@@ -423,47 +675,8 @@ def _order_values(engine: MatchingEngine, order_id: int, take: ex.QuoteTaken | N
     return None
 
 
-@contextmanager
-def _command(session: Session, *, actor: Actor, instrument: str) -> Iterator[_Run]:
-    """A locked, caught-up instrument whose day has been rolled; commits on success, rolls back otherwise."""
-    row = _instrument_row(session, instrument)
-    loaded = _loaded(session, row)
-    with loaded.lock:
-        run: _Run | None = None
-        try:
-            # Rows read before the lock (the order to cancel, the account) may have changed since: under the
-            # lock every row is read afresh.
-            session.expire_all()
-            row = session.scalars(select(ExchangeInstrument).where(ExchangeInstrument.instrument == instrument)
-                                  .with_for_update()).one()
-            engine = _catch_up(session, row, loaded)
-            run = _Run(session=session, row=row, engine=engine, actor=actor, at=now(session))
-            run.roll()
-            yield run
-            seq = row.last_seq
-            session.commit()
-            loaded.seq = seq
-        except CommandRefusedError:  # the log kept the command (committed); the engine is in step with it
-            loaded.seq = loaded.seq if run is None else run.committed_seq
-            raise
-        except BaseException:
-            session.rollback()
-            if run is None or run.events:  # the engine applied what the log did not keep
-                loaded.engine = None
-            raise
-
-
 class CommandRefusedError(ExchangeError):
     """The engine refused a command (logged, nothing else changed); ``code`` says which rule."""
-
-
-def _answer(run: _Run, events: tuple[ex.Event, ...]) -> None:
-    """Raise the engine's refusal, if ``events`` are one (after the log has kept the command)."""
-    rejected = next((e for e in events if isinstance(e, ex.OrderRejected)), None)
-    if rejected is not None:
-        run.committed_seq = run.row.last_seq
-        run.session.commit()
-        raise CommandRefusedError(_REFUSALS.get(rejected.code, rejected.code.replace("_", " ")), code=rejected.code)
 
 
 _REFUSALS = {
@@ -479,44 +692,143 @@ _REFUSALS = {
     "duplicate_client_order_id": "this client order id was used by another order of the account",
 }
 
-
-# -- accounts and balances ---------------------------------------------------------------------------
-
-
-def _trading_account(session: Session, actor: Actor, account_id: str) -> LedgerAccount:
-    """The actor's own compliance or trading account (another's answers as unknown, like a missing one)."""
-    row = ledger_store.get_account(session, account_id)
-    if row is None or not ledger.owns_account(actor, account_id):
-        raise ExchangeError(f"unknown account '{account_id}'", code="unknown_account")
-    if row.kind not in TRADING_ACCOUNT_KINDS:
-        raise ExchangeError(f"account '{account_id}' is a {row.kind} account; trade from a compliance or trading "
-                            "account", code="account_cannot_trade")
-    return row
+#: A ticket whose batch failed through no fault of its own is tried again at most this many times.
+MAX_ATTEMPTS = 2
 
 
-def _available(session: Session, account_id: str, asset: str) -> int:
-    balance = ledger_store.balances_of(session, account_id=account_id).get(asset, 0)
-    return balance - ledger_store.encumbered_of(session, account_id=account_id).get(asset, 0)
+def _submit(session: Session, *, actor: Actor, instrument: str, work: Callable[[_Run], Any],
+            accounts: tuple[str, ...] = ()) -> Any:
+    """Run ``work`` in ``instrument``'s next batch; its answer once that batch is committed.
+
+    The request's own transaction is ended first: a request waiting for its batch holds no database lock
+    (on SQLite the write lock belongs to the open transaction, and the writer needs it).
+    """
+    if session.in_transaction():
+        session.commit()
+    loaded = _loaded(session, instrument)
+    ticket = Ticket(work=work, actor=actor, accounts=accounts)
+    try:
+        return loaded.queue.run(ticket, lambda batch: _write_batch(session, instrument, loaded, batch))
+    finally:
+        session.expire_all()  # rows this session read before may have changed in the batch
 
 
-def _require(run: _Run, *, account_id: str, side: str, amount: int) -> None:
-    """Refuse (before anything is written) when the account lacks the cash or the sellable units."""
-    if side == BUY:
-        available = _available(run.session, account_id, CNY)
-        if available < amount:
-            raise ExchangeError(f"account '{account_id}' has {available} fen available; this needs {amount} fen "
-                                "(price x quantity and the fee)", code="insufficient_funds")
+def _begin(session: Session, instrument: str, loaded: _Loaded, batch: list[Ticket]) -> _Run:
+    """The locked, caught-up instrument whose day has been rolled, with its senders' balances locked."""
+    session.expire_all()  # under the lock every row is read afresh
+    row = store.instrument(session, instrument, lock=True)
+    if row is None:
+        raise ExchangeError(f"'{instrument}' is not listed on the exchange", code="instrument_not_listed")
+    engine = _catch_up(session, row, loaded, exact=True)
+    run = _Run(session=session, row=row, loaded=loaded, engine=engine, at=now(session), actor=batch[0].actor)
+    senders = sorted({a for ticket in batch for a in ticket.accounts} | {clearing_account_id(instrument)})
+    run.lock((a, asset) for a in senders for asset in (CNY, instrument))
+    run.roll()
+    run.prefetch_bought(senders)
+    return run
+
+
+@dataclass(slots=True)
+class _Progress:
+    """How far a batch got: what its failure concerns."""
+
+    run: _Run | None = None
+    current: Ticket | None = None
+    committing: bool = False
+
+
+class _NothingToWriteError(Exception):
+    """Every command of the batch was refused before reaching the engine: it writes nothing, not even a roll."""
+
+
+def _write_batch(session: Session, instrument: str, loaded: _Loaded, batch: list[Ticket]) -> None:
+    """Apply the batch's commands in order in one transaction, commit once, then decide every ticket.
+
+    A command refused before it reached the engine (a missing balance, an unknown order) wrote nothing
+    and is answered with its error; one the engine refused is logged and answered with its code. Any
+    other failure rolls the whole transaction back and drops the engine (the next batch rebuilds it from
+    the log): the command that failed gets the error, the others of the batch are tried again (nothing of
+    theirs was kept, nobody was acknowledged). A failure of the commit itself is everybody's.
+    """
+    progress = _Progress()
+    with loaded.lock:
+        try:
+            described = _apply_and_commit(session, instrument, loaded, batch, progress)
+        except Exception as err:  # noqa: BLE001 - every failure is answered to the tickets it concerns
+            session.rollback()
+            if progress.run is None or progress.run.applied:
+                loaded.drop()
+            if isinstance(err, _NothingToWriteError):  # the day's roll waits for a command that is accepted
+                for ticket in batch:
+                    ticket.fail(ticket.pending)
+            else:
+                _fail(loaded.queue, batch, err, culprit=progress.current, committing=progress.committing,
+                      refused=progress.run is None and isinstance(err, AccountingError))
+            return
+        finally:
+            session.expire_all()
+        loaded.seq = progress.run.row.last_seq if progress.run is not None else loaded.seq
+    for ticket in batch:
+        if isinstance(ticket.pending, BaseException):
+            ticket.fail(ticket.pending)
+        elif isinstance(ticket.pending, _OrderAnswer):
+            ticket.succeed((ticket.pending.created, described[ticket.pending.order_id]))
+        else:
+            ticket.succeed(ticket.pending)
+
+
+def _apply_and_commit(session: Session, instrument: str, loaded: _Loaded, batch: list[Ticket],
+                      progress: _Progress) -> dict[int, dict[str, Any]]:
+    """The batch's transaction: every command in order, the bulk writes, the orders to answer with, the commit."""
+    progress.run = run = _begin(session, instrument, loaded, batch)
+    for ticket in batch:
+        progress.current = ticket
+        _run_ticket(run, ticket)
+    progress.current = None
+    if all(isinstance(t.pending, BaseException) and not isinstance(t.pending, CommandRefusedError) for t in batch):
+        raise _NothingToWriteError
+    run.write()
+    described = run.describe(t.pending for t in batch if isinstance(t.pending, _OrderAnswer))
+    progress.committing = True
+    session.commit()
+    return described
+
+
+def _run_ticket(run: _Run, ticket: Ticket) -> None:
+    """Run one command of the batch; a refusal becomes its answer, any failure after the engine moved is raised."""
+    applied = run.applied
+    run.actor = ticket.actor
+    try:
+        ticket.pending = ticket.work(run)
+    except AccountingError as err:
+        if run.applied != applied and not isinstance(err, CommandRefusedError):
+            raise
+        ticket.pending = err
+
+
+def _fail(queue: CommandQueue, batch: list[Ticket], err: Exception, *, culprit: Ticket | None, refused: bool,
+          committing: bool) -> None:
+    """Decide the tickets of a batch that was rolled back: who gets the error, who is tried again."""
+    if refused:  # the instrument itself refused (not listed): nothing was applied for anybody
+        for ticket in batch:
+            ticket.fail(err)
         return
-    instrument = run.row.instrument
-    # T+1: today's purchases are not sellable; with end-of-day settlement they are not delivered yet either
-    delivered_today = run.row.day_open and run.row.settlement == SETTLE_AT_TRADE
-    bought_today = store.bought_on(run.session, instrument, account_id=account_id,
-                                   trading_day=run.row.trading_day or "") if delivered_today else 0
-    sellable = _available(run.session, account_id, instrument) - bought_today
-    if sellable < amount:
-        raise ExchangeError(f"account '{account_id}' can sell {max(sellable, 0)} t of {instrument} (frozen, pledged "
-                            f"and today's purchases excluded: {bought_today} t bought today); this needs {amount} t",
-                            code="insufficient_holdings")
+    if culprit is not None:
+        culprit.fail(err)
+    again = [t for t in batch if t is not culprit and t.attempts + 1 < MAX_ATTEMPTS and not committing]
+    for ticket in batch:
+        if ticket is not culprit and ticket not in again:
+            ticket.fail(err)
+    queue.retry(again)
+
+
+def _new_id(events: tuple[ex.Event, ...]) -> int:
+    """The id of the order, quote, take or block proposal an accepted command created."""
+    accepted = next(e for e in events if isinstance(e, ex.OrderAccepted | ex.QuotePosted | ex.QuoteTaken
+                                                     | ex.BlockProposed))
+    return (accepted.order_id if isinstance(accepted, ex.OrderAccepted) else accepted.quote_id
+            if isinstance(accepted, ex.QuotePosted) else accepted.take_id if isinstance(accepted, ex.QuoteTaken)
+            else accepted.proposal_id)
 
 
 # -- instruments ------------------------------------------------------------------------------------------
@@ -554,7 +866,7 @@ def list_instrument(session: Session, *, actor: Actor, instrument: str, referenc
 
 def instrument_view(session: Session, *, instrument: str) -> dict[str, Any]:
     """An instrument's rules, its day, its bands and whether it trades now."""
-    with _reading(session, instrument) as (row, engine):
+    with _reading(session, instrument) as (row, engine, seq):
         moment = now(session)
         rules = engine.rules
         return {
@@ -566,7 +878,7 @@ def instrument_view(session: Session, *, instrument: str) -> dict[str, Any]:
             "listed_band": {"low_fen": engine.price_band.low_fen, "high_fen": engine.price_band.high_fen},
             "block_band": {"low_fen": engine.block_band.low_fen, "high_fen": engine.block_band.high_fen},
             "rules": store.rules_document(rules), "restricted_accounts": sorted(engine.restricted_accounts),
-            "last_seq": row.last_seq,
+            "last_seq": seq,
         }
 
 
@@ -600,22 +912,6 @@ def describe_fill(trade: ExchangeTrade, *, account_id: str) -> dict[str, Any]:
             "trading_day": trade.trading_day, "executed_at": trade.executed_at, "settled": trade.entry_id is not None}
 
 
-def _own_fills(run: _Run, order_id: int, account_id: str) -> list[ExchangeTrade]:
-    return [t for t in run.trades if (t.buy_order_id == order_id and t.buy_account_id == account_id)
-            or (t.sell_order_id == order_id and t.sell_account_id == account_id)]
-
-
-def _new_order(run: _Run, events: tuple[ex.Event, ...], account_id: str) -> dict[str, Any]:
-    _answer(run, events)
-    accepted = next(e for e in events if isinstance(e, ex.OrderAccepted | ex.QuotePosted | ex.QuoteTaken
-                                                     | ex.BlockProposed))
-    order_id = (accepted.order_id if isinstance(accepted, ex.OrderAccepted) else accepted.quote_id
-                if isinstance(accepted, ex.QuotePosted) else accepted.take_id if isinstance(accepted, ex.QuoteTaken)
-                else accepted.proposal_id)
-    run.session.flush()
-    return describe_order(run.orders[order_id], trades=_own_fills(run, order_id, account_id))
-
-
 def _existing(session: Session, instrument: str, account_id: str, client_order_id: str) -> dict[str, Any] | None:
     row = store.order_by_client_id(session, instrument, account_id=account_id, client_order_id=client_order_id)
     if row is None:
@@ -628,139 +924,165 @@ def _existing(session: Session, instrument: str, account_id: str, client_order_i
     return describe_order(row, trades=trades)
 
 
+def _new(run: _Run, command: ex.Command) -> _OrderAnswer:
+    """Apply a command that creates an order, quote, take or proposal; the answer names what it created."""
+    return _OrderAnswer(order_id=_new_id(run.apply_accepted(command)), created=True)
+
+
+def _changed(run: _Run, command: ex.Command, order_id: int) -> _OrderAnswer:
+    """Apply a command on an existing order; the answer is the order with every fill so far."""
+    run.apply_accepted(command)
+    return _OrderAnswer(order_id=order_id, created=False)
+
+
+def _resent(run: _Run, account_id: str, client_order_id: str) -> _OrderAnswer | None:
+    """The existing order when the account used ``client_order_id`` before (a resend), else None."""
+    found = run.loaded.client_ids.get((account_id, client_order_id))
+    return None if found is None else _OrderAnswer(order_id=found, created=False)
+
+
 def place_order(session: Session, *, actor: Actor, instrument: str, account_id: str, client_order_id: str, side: str,
                 quantity_t: int, order_type: str = ex.LIMIT, time_in_force: str = ex.DAY,
                 price_fen: int | None = None) -> tuple[bool, dict[str, Any]]:
     """(created, the order with its fills); the same client order id again answers the existing order."""
-    _trading_account(session, actor, account_id)
-    with _command(session, actor=actor, instrument=instrument) as run:
-        if (found := _existing(session, instrument, account_id, client_order_id)) is not None:
-            return False, found
+    def work(run: _Run) -> _OrderAnswer:
+        run.trading_account(actor, account_id)
+        if (found := _resent(run, account_id, client_order_id)) is not None:
+            return found
         command = ex.PlaceOrder(account_id=account_id, client_order_id=client_order_id, side=side,
                                 quantity_t=quantity_t, at=run.at, order_type=order_type, time_in_force=time_in_force,
                                 price_fen=price_fen)
         if run.engine.place_rejection(command) is None:
             price = price_fen if price_fen is not None else run.engine.price_band.high_fen
-            _require(run, account_id=account_id, side=side,
-                     amount=hold_for(side=side, price_fen=price, quantity_t=quantity_t, fee_bp=run.row.fee_bp))
-        return True, _new_order(run, run.apply(command), account_id)
+            run.require(account_id=account_id, side=side,
+                        amount=hold_for(side=side, price_fen=price, quantity_t=quantity_t, fee_bp=run.row.fee_bp))
+        return _new(run, command)
 
-
-def _own_order(session: Session, actor: Actor, instrument: str, order_id: int, kinds: tuple[str, ...]) -> ExchangeOrder:
-    """An order (quote, block proposal) of one of the actor's accounts; a block's counterparty may answer it too."""
-    row = store.order(session, instrument, order_id)
-    parties = set() if row is None else {row.account_id, row.counterparty_id} - {None}
-    if row is None or row.kind not in kinds or not any(ledger.owns_account(actor, p) for p in parties if p):
-        raise ExchangeError(f"no {' or '.join(kinds)} {order_id} of yours on {instrument}", code="unknown_order")
-    return row
-
-
-def _change(run: _Run, command: ex.Command, order_id: int) -> dict[str, Any]:
-    events = run.apply(command)
-    _answer(run, events)
-    row = run.orders[order_id]
-    found = _existing(run.session, run.row.instrument, row.account_id, row.client_order_id)  # every fill so far
-    assert found is not None  # noqa: S101
-    return found
+    created, order = _submit(session, actor=actor, instrument=instrument, work=work, accounts=(account_id,))
+    return created, order
 
 
 def cancel_order(session: Session, *, actor: Actor, instrument: str, order_id: int) -> dict[str, Any]:
     """Cancel the open remainder of your order (accepted while the market is closed or halted)."""
-    row = _own_order(session, actor, instrument, order_id, ("order",))
-    with _command(session, actor=actor, instrument=instrument) as run:
-        return _change(run, ex.CancelOrder(account_id=row.account_id, order_id=order_id, at=run.at), order_id)
+    def work(run: _Run) -> _OrderAnswer:
+        account_id, _ = run.own(actor, order_id, "order")
+        return _changed(run, ex.CancelOrder(account_id=account_id, order_id=order_id, at=run.at), order_id)
+
+    order: dict[str, Any] = _submit(session, actor=actor, instrument=instrument, work=work)[1]
+    return order
 
 
 def replace_order(session: Session, *, actor: Actor, instrument: str, order_id: int, price_fen: int,
                   quantity_t: int) -> dict[str, Any]:
     """Cancel-replace: a new price and open quantity (priority lost when the price changes or the quantity grows)."""
-    row = _own_order(session, actor, instrument, order_id, ("order",))
-    with _command(session, actor=actor, instrument=instrument) as run:
-        current = store.order(session, instrument, order_id)
-        assert current is not None  # noqa: S101
+    def work(run: _Run) -> _OrderAnswer:
+        account_id, _ = run.own(actor, order_id, "order")
+        current = run.engine.order_status(order_id)
+        assert current is not None  # run.own found it  # noqa: S101
+        hold = run.loaded.holds.get((order_id, account_id))
+        held = hold.held if hold else 0
         needed = hold_for(side=current.side, price_fen=price_fen, quantity_t=quantity_t, fee_bp=run.row.fee_bp)
-        if current.state in ex.OPEN_STATES and needed > current.held:
-            _require(run, account_id=row.account_id, side=current.side, amount=needed - current.held)
-        command = ex.ReplaceOrder(account_id=row.account_id, order_id=order_id, price_fen=price_fen,
+        if current.state in ex.OPEN_STATES and needed > held:
+            run.require(account_id=account_id, side=current.side, amount=needed - held)
+        command = ex.ReplaceOrder(account_id=account_id, order_id=order_id, price_fen=price_fen,
                                   quantity_t=quantity_t, at=run.at)
-        return _change(run, command, order_id)
+        return _changed(run, command, order_id)
+
+    order: dict[str, Any] = _submit(session, actor=actor, instrument=instrument, work=work)[1]
+    return order
 
 
 def post_quote(session: Session, *, actor: Actor, instrument: str, account_id: str, client_order_id: str, side: str,
                price_fen: int, quantity_t: int, allow_partial: bool | None = None) -> tuple[bool, dict[str, Any]]:
     """Listed agreement (挂牌): post a quote for others to take; it holds cash or units like an order."""
-    _trading_account(session, actor, account_id)
-    if (found := _existing(session, instrument, account_id, client_order_id)) is not None:
-        return False, found
-    with _command(session, actor=actor, instrument=instrument) as run:
+    def work(run: _Run) -> _OrderAnswer:
+        run.trading_account(actor, account_id)
+        if (found := _resent(run, account_id, client_order_id)) is not None:
+            return found
         command = ex.PostQuote(account_id=account_id, client_order_id=client_order_id, side=side, price_fen=price_fen,
                                quantity_t=quantity_t, at=run.at, allow_partial=allow_partial)
-        _require(run, account_id=account_id, side=side,
-                 amount=hold_for(side=side, price_fen=price_fen, quantity_t=quantity_t, fee_bp=run.row.fee_bp))
-        return True, _new_order(run, run.apply(command), account_id)
+        run.require(account_id=account_id, side=side,
+                    amount=hold_for(side=side, price_fen=price_fen, quantity_t=quantity_t, fee_bp=run.row.fee_bp))
+        return _new(run, command)
+
+    created, order = _submit(session, actor=actor, instrument=instrument, work=work, accounts=(account_id,))
+    return created, order
 
 
 def take_quote(session: Session, *, actor: Actor, instrument: str, account_id: str, client_order_id: str,
                quote_id: int, quantity_t: int) -> tuple[bool, dict[str, Any]]:
     """Listed agreement (摘牌): take (part of) a quote at its price; settles at once like any trade."""
-    _trading_account(session, actor, account_id)
-    if (found := _existing(session, instrument, account_id, client_order_id)) is not None:
-        return False, found
-    with _command(session, actor=actor, instrument=instrument) as run:
+    def work(run: _Run) -> _OrderAnswer:
+        run.trading_account(actor, account_id)
+        if (found := _resent(run, account_id, client_order_id)) is not None:
+            return found
         quote = run.engine.quote_status(quote_id)
         if quote is not None and quote.state in ex.OPEN_STATES and quote.account_id != account_id:
             side = SELL if quote.side == BUY else BUY
-            _require(run, account_id=account_id, side=side,
-                     amount=hold_for(side=side, price_fen=quote.price_fen, quantity_t=quantity_t,
-                                     fee_bp=run.row.fee_bp))
-        command = ex.TakeQuote(account_id=account_id, client_order_id=client_order_id, quote_id=quote_id,
-                               quantity_t=quantity_t, at=run.at)
-        return True, _new_order(run, run.apply(command), account_id)
+            run.require(account_id=account_id, side=side,
+                        amount=hold_for(side=side, price_fen=quote.price_fen, quantity_t=quantity_t,
+                                        fee_bp=run.row.fee_bp))
+        return _new(run, ex.TakeQuote(account_id=account_id, client_order_id=client_order_id, quote_id=quote_id,
+                                      quantity_t=quantity_t, at=run.at))
+
+    created, order = _submit(session, actor=actor, instrument=instrument, work=work, accounts=(account_id,))
+    return created, order
 
 
 def cancel_quote(session: Session, *, actor: Actor, instrument: str, quote_id: int) -> dict[str, Any]:
-    row = _own_order(session, actor, instrument, quote_id, ("quote",))
-    with _command(session, actor=actor, instrument=instrument) as run:
-        return _change(run, ex.CancelQuote(account_id=row.account_id, quote_id=quote_id, at=run.at), quote_id)
+    def work(run: _Run) -> _OrderAnswer:
+        account_id, _ = run.own(actor, quote_id, "quote")
+        return _changed(run, ex.CancelQuote(account_id=account_id, quote_id=quote_id, at=run.at), quote_id)
+
+    order: dict[str, Any] = _submit(session, actor=actor, instrument=instrument, work=work)[1]
+    return order
 
 
 def propose_block(session: Session, *, actor: Actor, instrument: str, account_id: str, client_order_id: str,
                   counterparty_id: str, side: str, price_fen: int, quantity_t: int) -> tuple[bool, dict[str, Any]]:
     """Block agreement (大宗协议): propose a trade to a named counterparty; the proposer's side is held."""
-    _trading_account(session, actor, account_id)
     if ledger_store.get_account(session, counterparty_id) is None:
         raise ExchangeError(f"unknown counterparty account '{counterparty_id}'", code="unknown_counterparty")
-    if (found := _existing(session, instrument, account_id, client_order_id)) is not None:
-        return False, found
-    with _command(session, actor=actor, instrument=instrument) as run:
+
+    def work(run: _Run) -> _OrderAnswer:
+        run.trading_account(actor, account_id)
+        if (found := _resent(run, account_id, client_order_id)) is not None:
+            return found
         command = ex.ProposeBlock(account_id=account_id, client_order_id=client_order_id,
                                   counterparty_id=counterparty_id, side=side, price_fen=price_fen,
                                   quantity_t=quantity_t, at=run.at)
-        _require(run, account_id=account_id, side=side,
-                 amount=hold_for(side=side, price_fen=price_fen, quantity_t=quantity_t, fee_bp=run.row.fee_bp))
-        return True, _new_order(run, run.apply(command), account_id)
+        run.require(account_id=account_id, side=side,
+                    amount=hold_for(side=side, price_fen=price_fen, quantity_t=quantity_t, fee_bp=run.row.fee_bp))
+        return _new(run, command)
+
+    created, order = _submit(session, actor=actor, instrument=instrument, work=work, accounts=(account_id,))
+    return created, order
 
 
 def answer_block(session: Session, *, actor: Actor, instrument: str, proposal_id: int, answer: str) -> dict[str, Any]:
     """``confirm`` or ``decline`` (the counterparty), ``withdraw`` (the proposer)."""
-    row = _own_order(session, actor, instrument, proposal_id, ("block",))
-    party = row.account_id if answer == "withdraw" else row.counterparty_id
-    if party is None or not ledger.owns_account(actor, party):
-        raise ExchangeError(f"only the {'proposer' if answer == 'withdraw' else 'named counterparty'} may "
-                            f"{answer} block proposal {proposal_id}",
-                            code="not_initiator" if answer == "withdraw" else "not_counterparty")
-    with _command(session, actor=actor, instrument=instrument) as run:
+    kinds: dict[str, type[ex.ConfirmBlock | ex.DeclineBlock | ex.WithdrawBlock]] = {
+        "confirm": ex.ConfirmBlock, "decline": ex.DeclineBlock, "withdraw": ex.WithdrawBlock}
+
+    def work(run: _Run) -> _OrderAnswer:
+        proposer, counterparty = run.own(actor, proposal_id, "block")
+        party = proposer if answer == "withdraw" else counterparty
+        if party is None or not ledger.owns_account(actor, party):
+            raise ExchangeError(f"only the {'proposer' if answer == 'withdraw' else 'named counterparty'} may "
+                                f"{answer} block proposal {proposal_id}",
+                                code="not_initiator" if answer == "withdraw" else "not_counterparty")
         if answer == "confirm":
-            _trading_account(session, actor, party)
+            run.trading_account(actor, party)
             block = run.engine.block_status(proposal_id)
             if block is not None and block.state == ex.PROPOSED:
                 side = SELL if block.side == BUY else BUY
-                _require(run, account_id=party, side=side,
-                         amount=hold_for(side=side, price_fen=block.price_fen, quantity_t=block.quantity_t,
-                                         fee_bp=run.row.fee_bp))
-        kinds: dict[str, type[ex.ConfirmBlock | ex.DeclineBlock | ex.WithdrawBlock]] = {
-            "confirm": ex.ConfirmBlock, "decline": ex.DeclineBlock, "withdraw": ex.WithdrawBlock}
-        return _change(run, kinds[answer](account_id=party, proposal_id=proposal_id, at=run.at), proposal_id)
+                run.require(account_id=party, side=side,
+                            amount=hold_for(side=side, price_fen=block.price_fen, quantity_t=block.quantity_t,
+                                            fee_bp=run.row.fee_bp))
+        return _changed(run, kinds[answer](account_id=party, proposal_id=proposal_id, at=run.at), proposal_id)
+
+    order: dict[str, Any] = _submit(session, actor=actor, instrument=instrument, work=work)[1]
+    return order
 
 
 # -- officer commands ------------------------------------------------------------------------------------
@@ -772,7 +1094,8 @@ def officer_command(session: Session, *, actor: Actor, instrument: str, action: 
     """``halt``, ``resume``, ``band`` (change one), ``restrict`` or ``lift`` (an account), or ``roll`` the day."""
     if action in ("restrict", "lift") and (account_id is None or ledger_store.get_account(session, account_id) is None):
         raise ExchangeError(f"unknown account '{account_id}'", code="unknown_account")
-    with _command(session, actor=actor, instrument=instrument) as run:
+
+    def work(run: _Run) -> None:
         if action in ("halt", "resume") and run.engine.halted == (action == "halt"):
             raise ExchangeError(f"{instrument} is {'already halted' if action == 'halt' else 'not halted'}",
                                 code="already_halted" if action == "halt" else "not_halted")
@@ -784,25 +1107,25 @@ def officer_command(session: Session, *, actor: Actor, instrument: str, action: 
             "lift": lambda: ex.LiftRestriction(account_id=account_id or "", at=run.at),
         }
         if action in commands:
-            _answer(run, run.apply(commands[action]()))
-        audit.append(session, actor=actor, action=f"exchange.{action}", target=f"exchange/{instrument}",
+            run.apply_accepted(commands[action]())
+        audit.append(run.session, actor=actor, action=f"exchange.{action}", target=f"exchange/{instrument}",
                      detail={"reason": reason, "account_id": account_id, "kind": kind, "band_bp": band_bp,
                              "seq": run.row.last_seq})
+
+    _submit(session, actor=actor, instrument=instrument, work=work)
     return instrument_view(session, instrument=instrument)
-
-
 # -- market data ------------------------------------------------------------------------------------------
 
 
 def depth(session: Session, *, instrument: str, levels: int | None) -> dict[str, Any]:
     """The book by price level, best first: ``levels`` per side, or the full book when ``None``."""
-    with _reading(session, instrument) as (row, engine):
+    with _reading(session, instrument) as (_, engine, seq):
         book = engine.depth(levels if levels is not None else 10**9)
         quotes = engine.quote_depth(5)
 
         def side(levels_: tuple[ex.Level, ...]) -> list[dict[str, int]]:
             return [{"price_fen": lv.price_fen, "quantity_t": lv.quantity_t, "orders": lv.orders} for lv in levels_]
-        return {"instrument": instrument, "seq": row.last_seq, "bids": side(book.bids), "asks": side(book.asks),
+        return {"instrument": instrument, "seq": seq, "bids": side(book.bids), "asks": side(book.asks),
                 "quotes": {"bids": side(quotes.bids), "asks": side(quotes.asks)}}
 
 
@@ -999,10 +1322,7 @@ def _replay(session: Session, row: ExchangeInstrument) -> _Replay:
         events = replay.engine.apply(store.command_of(command.command))
         if [store.document_of(e) for e in events] != command.events:
             replay.problems.append(f"command {command.seq}: replayed events differ from the log")
-        result = settle(events, holds=replay.holds, instrument=row.instrument,
-                        clearing_account=clearing_account_id(row.instrument),
-                        fees_account=ledger.system_account_id(FEES), fee_bp=row.fee_bp, band_high_fen=band_high,
-                        settle_trades=row.settlement == SETTLE_AT_TRADE)
+        result = _settlement(row, events, replay.holds, band_high)
         replay.holds = result.holds
         for key, change in result.changes.items():
             replay.changes[key] = replay.changes.get(key, 0) + change

@@ -11,15 +11,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from accounting import exchange as engine_types
 from accounting.exchange import Command, Event
 from accounting.market_rules import InstrumentRules, TradingCalendar
 from accounting.market_rules import Session as TradingSession
+from api.store import ledger as ledger_store
 from api.store.schema import (
     ExchangeClock,
     ExchangeCommand,
@@ -28,6 +29,7 @@ from api.store.schema import (
     ExchangeOrder,
     ExchangeSettlement,
     ExchangeTrade,
+    LedgerBalance,
 )
 
 COMMAND_TYPES: dict[str, type[Any]] = {cls.__name__: cls for cls in (
@@ -136,12 +138,16 @@ def order_by_client_id(session: Session, code: str, *, account_id: str, client_o
         ExchangeOrder.client_order_id == client_order_id)).one_or_none()
 
 
-def bought_on(session: Session, code: str, *, account_id: str, trading_day: str) -> int:
-    """Tonnes ``account_id`` bought of ``code`` on ``trading_day`` (not sellable before the next trading day)."""
-    total = session.scalar(select(func.coalesce(func.sum(ExchangeTrade.quantity_t), 0)).where(
-        ExchangeTrade.buy_account_id == account_id, ExchangeTrade.instrument == code,
-        ExchangeTrade.trading_day == trading_day))
-    return int(total or 0)
+def bought_on_by_account(session: Session, code: str, *, account_ids: Iterable[str],
+                         trading_day: str) -> dict[str, int]:
+    """Tonnes each of ``account_ids`` bought of ``code`` on ``trading_day`` (absent: none), in one query."""
+    ids = sorted(set(account_ids))
+    if not ids:
+        return {}
+    rows = session.execute(select(ExchangeTrade.buy_account_id, func.sum(ExchangeTrade.quantity_t)).where(
+        ExchangeTrade.buy_account_id.in_(ids), ExchangeTrade.instrument == code,
+        ExchangeTrade.trading_day == trading_day).group_by(ExchangeTrade.buy_account_id))
+    return {account_id: int(total) for account_id, total in rows}
 
 
 def unsettled_trades(session: Session, code: str, *, trading_day: str) -> list[ExchangeTrade]:
@@ -160,3 +166,28 @@ def settlement(session: Session, code: str, trading_day: str) -> ExchangeSettlem
 
 def clock(session: Session) -> ExchangeClock | None:
     return session.get(ExchangeClock, 1)
+
+
+# -- the ledger's balances, as a batch of exchange commands changes them --------------------------------------
+
+_BALANCES = cast(Table, LedgerBalance.__table__)
+_ADD_TO_BALANCE = (update(_BALANCES)
+                   .where(_BALANCES.c.account_id == bindparam("key_account_id"),
+                          _BALANCES.c.instrument == bindparam("key_instrument"))
+                   .values(quantity=_BALANCES.c.quantity + bindparam("delta")))
+
+
+def add_to_balances(session: Session, deltas: dict[tuple[str, str], int], *,
+                    unread: Iterable[tuple[str, str]]) -> None:
+    """Add each delta to its (account, instrument) balance; the ``unread`` ones get a row at zero first if missing.
+
+    A relative update locks the row as it changes it, so a balance that is only credited need not be
+    read (or locked) before; the rows go in sorted order, as the ledger locks them.
+    """
+    if not deltas:
+        return
+    keys = sorted(deltas)
+    if missing := sorted(set(unread) & set(deltas)):
+        ledger_store._ensure_balance_rows(session, missing)  # noqa: SLF001 - the ledger's own idempotent insert
+    session.execute(_ADD_TO_BALANCE, [{"key_account_id": a, "key_instrument": i, "delta": deltas[(a, i)]}
+                                      for a, i in keys])

@@ -647,7 +647,9 @@ class ExchangeTrade(Base):
     __tablename__ = "exchange_trades"
     __table_args__ = (Index("ix_exchange_trades_day", "instrument", "trading_day"),
                       Index("ix_exchange_trades_buyer", "buy_account_id", "instrument", "trading_day"),
-                      Index("ix_exchange_trades_seller", "sell_account_id", "instrument"))
+                      Index("ix_exchange_trades_seller", "sell_account_id", "instrument"),
+                      Index("ix_exchange_trades_buy_order", "instrument", "buy_order_id"),
+                      Index("ix_exchange_trades_sell_order", "instrument", "sell_order_id"))
 
     instrument: Mapped[str] = mapped_column(ForeignKey("exchange_instruments.instrument"), primary_key=True)
     trade_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
