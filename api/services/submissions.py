@@ -3,8 +3,9 @@
 Why this order: a file with any invalid line is refused as a whole and leaves no trace, because the
 pipeline would otherwise count a half-understood file. Beyond the template, a submission is refused
 (with every offending row) when it names an enterprise outside the registry, a period before the
-zone's first or not yet begun, a period whose deadline has passed (for the enterprise role: an
-officer must reopen it or submit on its behalf), another enterprise than the sender's own (403), or
+zone's first or not yet begun, a period whose deadline has passed (for the enterprise role, unless an
+officer sent the period back: rejected or reopened periods take the enterprise's correction at any time;
+otherwise an officer must reopen it or submit on its behalf), another enterprise than the sender's own (403), or
 a period under review, verified or locked (409: an officer must reopen it first).
 
 A valid file is stored whole (exact bytes, hash, sender, time, template version) with the
@@ -51,6 +52,8 @@ MEDIA_TYPES = {
     ".json": "application/json",
 }
 MAX_FILENAME = 255
+#: Review states in which an officer has sent a period back to the enterprise for correction.
+SENT_BACK = ("rejected", "reopened")
 
 
 class IdempotencyKeyReusedError(Exception):
@@ -161,12 +164,26 @@ def _earlier(session: Session, *, content_sha256: str, idempotency_key: str | No
     return repository.find_by_sha256(session, content_sha256=content_sha256)
 
 
+def _sent_back(session: Session, lines: pd.DataFrame) -> set[tuple[str, str]]:
+    """The file's enterprise-periods that an officer sent back for correction (rejected or reopened)."""
+    keys = set(zip(lines["enterprise_id"], lines["period"], strict=True))
+    rows = session.execute(select(PeriodReview.enterprise_id, PeriodReview.period).where(
+        PeriodReview.enterprise_id.in_({e for e, _ in keys}), PeriodReview.period.in_({p for _, p in keys}),
+        PeriodReview.status.in_(SENT_BACK))).all()
+    return {(e, p) for e, p in rows} & keys
+
+
 def _refusals(session: Session, lines: pd.DataFrame, *, settings: Settings, actor: Actor,
               today: date) -> list[RowError]:
-    """Every row that names an unknown enterprise, an impossible period, or a period past its deadline."""
+    """Every row that names an unknown enterprise, an impossible period, or a period past its deadline.
+
+    The deadline binds the enterprise's own submissions; a period an officer sent back takes its correction
+    whenever it comes (that is what sending it back asks for).
+    """
     known = set(session.scalars(select(Enterprise.enterprise_id)).all())
     errors: list[RowError] = []
     late_allowed = actor.role in ("officer", "engineer")
+    sent_back = set() if late_allowed else _sent_back(session, lines)
     for enterprise_id, period, row in zip(lines["enterprise_id"], lines["period"], lines["row_number"], strict=True):
         if enterprise_id not in known:
             errors.append(RowError(int(row), "enterprise_id", enterprise_id,
@@ -174,7 +191,8 @@ def _refusals(session: Session, lines: pd.DataFrame, *, settings: Settings, acto
         problem = period_problem(period, today=today, first_period=settings.first_period)
         if problem:
             errors.append(RowError(int(row), "period", period, problem, "out_of_period"))
-        elif not late_allowed and is_late(period, today=today, day=settings.submission_deadline_day):
+        elif (not late_allowed and (enterprise_id, period) not in sent_back
+              and is_late(period, today=today, day=settings.submission_deadline_day)):
             due = deadline(period, day=settings.submission_deadline_day).isoformat()
             errors.append(RowError(int(row), "period", period, f"a period whose deadline ({due}) has not passed;"
                                    " ask an officer to reopen it or to submit on your behalf", "late_submission"))

@@ -168,23 +168,30 @@ def test_a_rejected_month_shows_the_comment_to_the_enterprise_and_reopens_for_a_
     assert [(i["enterprise_id"], i["period"]) for i in queue.json()["items"]] == [(CEMENT_PLANT, "2024-02")]
 
     corrected = enterprise_month(CEMENT_PLANT, "2024-02", note="kiln 2 added")
-    before = zone.footprint()
-    late = problem(submit(zone, corrected, enterprise(CEMENT_PLANT)), status=422, code="invalid_file")
-    assert {e["code"] for e in late["errors"]} == {"late_submission"}
-    assert zone.footprint() == before
-
     problem(zone.act(CEMENT_PLANT, "2024-02", "reopen", OFFICER), status=422, code="reason_required")
     reopened = zone.act(CEMENT_PLANT, "2024-02", "reopen", OFFICER, reason="enterprise sends kiln 2 data late")
     assert reopened.json()["status"] == "reopened"
     problem(zone.act(CEMENT_PLANT, "2024-02", "start_review", VERIFIER), status=409, code="transition_not_allowed")
     first_submission = reopened.json()["submission_id"]
-    accepted = submit(zone, corrected, OFFICER, name="cement-2024-02.csv")
+    accepted = submit(zone, corrected, enterprise(CEMENT_PLANT), name="cement-2024-02.csv")  # past its deadline
     assert accepted.status_code == 201, accepted.text
     state = zone.state(CEMENT_PLANT, "2024-02", enterprise(CEMENT_PLANT))
     assert state["status"] == "submitted" and state["submission_id"] == accepted.json()["submission_id"]
     assert state["submission_id"] != first_submission and state["calculation_id"] is None
     assert [e["action"] for e in state["history"]][-3:] == ["reject", "reopen", "submit"]
     assert state["history"][-2]["comment"] == "enterprise sends kiln 2 data late"
+
+
+def test_only_a_month_sent_back_takes_the_enterprise_correction_after_its_deadline(zone: Zone) -> None:
+    corrected = enterprise_month(GAS_HEATING, "2024-02", note="meter 3 added")
+    before = zone.footprint()
+    late = problem(submit(zone, corrected, enterprise(GAS_HEATING)), status=422, code="invalid_file")
+    assert {e["code"] for e in late["errors"]} == {"late_submission"}
+    assert zone.footprint() == before
+    assert zone.act(GAS_HEATING, "2024-02", "reject", OFFICER, reason="meter 3 missing").status_code == 200
+    accepted = submit(zone, corrected, enterprise(GAS_HEATING))
+    assert accepted.status_code == 201, accepted.text
+    assert zone.state(GAS_HEATING, "2024-02", enterprise(GAS_HEATING))["status"] == "submitted"
 
 
 # ---------------------------------------------------------------------------------------------
