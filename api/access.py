@@ -207,11 +207,45 @@ POLICY: dict[tuple[str, str], Access] = {
     ("GET", "/v1/exchange/instruments/{instrument}/stream"): allow(any=MARKET_READERS),
     ("GET", "/v1/exchange/accounts/{account_id}/statement"): allow(any="officer", own_account="enterprise trader"),
     ("GET", "/v1/exchange/instruments/{instrument}/verify"): allow(any="officer engineer"),
+    # reports (JSON, PDF, printable page, CSV, XLSX) and the blank activity template
+    ("GET", "/v1/reports/enterprises/{enterprise_id}/ghg/{year}"): allow(any=ZONE_READERS,
+                                                                        own_enterprise="enterprise"),
+    ("GET", "/v1/reports/zone/{period}"): allow(any=ZONE_READERS),
+    ("GET", "/v1/reports/compliance/{year}"): allow(any="officer verifier"),
+    ("GET", "/v1/templates/activity.csv"): allow(any=ALL_USERS),
+    ("GET", "/v1/templates/activity.xlsx"): allow(any=ALL_USERS),
+}
+
+
+#: The web pages (``api.web``, under ``/ui``): the same gate, kept apart from :data:`POLICY` because the pages are
+#: not in the OpenAPI document that ``tests/component/test_access.py`` walks (``tests/component/test_web_access.py``
+#: walks these). A page names the roles that may open it; the JSON API behind its actions keeps its own entries.
+PAGE_POLICY: dict[tuple[str, str], Access] = {
+    ("GET", "/ui/login"): PUBLIC,
+    ("GET", "/ui/lang/{code}"): PUBLIC,
+    ("GET", "/ui/static/vendor/plotly.min.js"): PUBLIC,
+    ("GET", "/ui/"): allow(any=ALL_USERS),
+    # officer pages: the zone at a glance, the enterprises, one enterprise and its lineage, the review queue
+    ("GET", "/ui/zone"): allow(any=ZONE_READERS),
+    ("GET", "/ui/enterprises"): allow(any=ZONE_READERS),
+    ("GET", "/ui/enterprises/{enterprise_id}"): allow(any=ZONE_READERS),
+    ("GET", "/ui/enterprises/{enterprise_id}/lineage/{period}"): allow(any=ZONE_READERS),
+    ("GET", "/ui/review"): allow(any="verifier officer"),
+    # an enterprise's own pages (officers and verifiers may open any, as the routes they read allow), carbon
+    # rights as the compliance routes allow, and the market as its public data and the auction list allow
+    ("GET", "/ui/my"): allow(any="enterprise"),
+    ("GET", "/ui/my/{enterprise_id}"): allow(any="officer verifier", own_enterprise="enterprise"),
+    ("GET", "/ui/my/{enterprise_id}/upload"): allow(any="officer engineer", own_enterprise="enterprise"),
+    ("GET", "/ui/rights"): allow(any="officer verifier"),
+    ("GET", "/ui/rights/{enterprise_id}"): allow(any="officer verifier", own_enterprise="enterprise"),
+    ("GET", "/ui/market"): allow(any=MARKET_READERS),
+    ("GET", "/ui/market/auctions"): allow(any="officer verifier enterprise trader"),
+    ("GET", "/ui/market/{instrument}"): allow(any=MARKET_READERS),
 }
 
 
 def access_of(method: str, path: str) -> Access | None:
-    return POLICY.get((method, path))
+    return POLICY.get((method, path)) or PAGE_POLICY.get((method, path))
 
 
 def presented_credentials(request: Request) -> Credentials | None:

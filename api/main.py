@@ -4,7 +4,8 @@ Nothing happens at import time: uvicorn calls the factory (``uvicorn api.main:cr
 and tests call it with their own ``Settings``. The lifespan creates the database tables
 (``metadata.create_all`` until Alembic arrives), opens and verifies the factor library once, and
 prepares the snapshot reader (which opens the published snapshot lazily, per request, so the API
-starts, and answers 503, before the first ``carbon run``).
+starts, and answers 503, before the first ``carbon run``). The web pages (``api.web``) are served by the same
+application under ``/ui``, their static files from the package at ``/ui/static``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 
 from accounting.factors import load_library
 from api.access import authorize
@@ -28,6 +30,9 @@ from api.schemas import Problem
 from api.security import VerifiedKeys
 from api.store import db
 from api.store.serving import SnapshotReader
+from api.web import WEB_ROUTERS
+from api.web.render import STATIC
+from api.web.shell import install_page_errors
 from pipelines.settings import Settings, get_settings
 
 DESCRIPTION = """Carbon and emissions accounting for the Zhengzhou high-tech zone.
@@ -65,6 +70,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in ROUTERS:
         exempt = all(getattr(route, "path", None) in EXEMPT_PATHS for route in router.routes)
         app.include_router(router, responses=None if exempt or not resolved.rate_limit_per_minute else limited)
+    for page_router in WEB_ROUTERS:  # the web pages (api.web), before the static files they share a prefix with
+        app.include_router(page_router)
+    app.mount("/ui/static", StaticFiles(directory=STATIC), name="static")
+    install_page_errors(app)  # a page asks to sign in (303) and shows other errors as a page
     app.add_middleware(RequestLimits, max_bytes=resolved.max_upload_bytes)  # innermost: next to the routes
     install_middleware(app, resolved)
     app.openapi = problem_openapi(app)  # type: ignore[method-assign]

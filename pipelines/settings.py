@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     #: on top of the per-user limit; 0 disables it.
     exchange_orders_per_minute: int = Field(default=1_200, ge=0)
     exchange_order_burst: int = Field(default=100, ge=1)
+    #: The zone's intensity targets per 10,000 CNY of value added (the zone's plan), shown against the published
+    #: monthly indicators; unset: no target is shown.
+    zone_target_tco2e_per_10k_cny: Decimal | None = Field(default=None, gt=0)
+    zone_target_tce_per_10k_cny: Decimal | None = Field(default=None, gt=0)
 
     @classmethod
     def settings_customise_sources(

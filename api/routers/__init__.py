@@ -16,9 +16,11 @@ from api.routers import (
     prices,
     quality,
     registry,
+    reports,
     restatements,
     review,
     submissions,
+    templates,
     users,
     zone,
 )
@@ -26,5 +28,6 @@ from api.routers import (
 ROUTERS: tuple[APIRouter, ...] = (
     health.router, auth.router, users.router, registry.router, emissions.router, zone.router, calculations.router,
     submissions.router, review.router, quality.router, restatements.router, ledger.router, approvals.router,
-    compliance.router, prices.router, allocation.router, auctions.router, exchange.router,
+    compliance.router, prices.router, allocation.router, auctions.router, exchange.router, reports.router,
+    templates.router,
 )

@@ -1,0 +1,106 @@
+"""One Jinja2 environment for every page, and ``render``: a template plus what every page needs.
+
+Every page gets ``t`` (the reader's language, ``api.web.i18n``), ``lang``, ``user`` (the signed-in
+``Actor``, None on a public page), ``nav`` (the entries of the user's role) and ``path`` (for the language
+switch's way back). Autoescaping is on for every template: a value from a file or a user is text, never markup.
+Numbers are shown by one filter, ``num``: thousands separators and a fixed number of decimals, applied only
+here, at presentation (nothing upstream is rounded).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from accounting.review import Actor
+from api.services.users import Authenticated
+from api.web.i18n import LANGUAGES, language_of, translator
+
+TEMPLATES = Path(__file__).with_name("templates")
+STATIC = Path(__file__).with_name("static")
+MISSING = "—"
+
+
+@dataclass(frozen=True, slots=True)
+class NavEntry:
+    """A link of the navigation bar: a message key, where it goes, and the roles that see it."""
+
+    key: str
+    href: str
+    roles: frozenset[str]
+
+
+def _roles(names: str) -> frozenset[str]:
+    return frozenset(names.split())
+
+
+#: The navigation bar, in order; each role sees the entries that name it (the pages themselves are guarded
+#: by ``api.access.PAGE_POLICY``, so a missing entry hides a link, never opens a page).
+NAV: tuple[NavEntry, ...] = (
+    NavEntry("nav.zone", "/ui/zone", _roles("officer verifier engineer")),
+    NavEntry("nav.enterprises", "/ui/enterprises", _roles("officer verifier engineer")),
+    NavEntry("nav.review", "/ui/review", _roles("officer verifier")),
+    NavEntry("nav.my", "/ui/my", _roles("enterprise")),
+    NavEntry("nav.rights", "/ui/rights", _roles("officer verifier")),
+    NavEntry("nav.market", "/ui/market", _roles("officer verifier enterprise trader")),
+)
+
+
+def format_number(value: Any, digits: int = 0) -> str:
+    """``12345.678`` → ``12,345.68`` (``digits=2``); None and NaN → a dash. The one number format of the pages."""
+    if value is None or isinstance(value, bool):
+        return MISSING
+    if isinstance(value, float) and not math.isfinite(value):
+        return MISSING
+    if not isinstance(value, int | float | Decimal):
+        raise TypeError(f"num expects a number, got {type(value).__name__}")
+    return format(value, f",.{digits}f")
+
+
+def query_string(params: dict[str, Any], **changes: Any) -> str:
+    """``params`` with ``changes`` as a query string (lists repeat the name; empty values are left out)."""
+    merged = {k: v for k, v in {**params, **changes}.items() if v not in ("", None, [])}
+    return urlencode(merged, doseq=True)
+
+
+def signed_in_user(request: Request) -> Actor | None:
+    """The user ``api.access.authorize`` signed in for this request (None on a public page)."""
+    found: Authenticated | None = getattr(request.state, "authenticated", None)
+    return found.actor if found is not None else None
+
+
+def nav_for(user: Actor | None, *, path: str) -> list[dict[str, Any]]:
+    return [{"key": e.key, "href": e.href, "active": path == e.href or path.startswith(e.href + "/")}
+            for e in NAV if user is not None and user.role in e.roles]
+
+
+@cache
+def environment() -> Environment:
+    """The environment, built on first use (nothing happens at import time)."""
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True,
+                      default_for_string=True), undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = format_number
+    env.filters["urlpart"] = lambda text: quote(str(text), safe="")
+    env.globals["query_string"] = query_string
+    return env
+
+
+def render(request: Request, name: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """The page ``name`` (a path under ``templates/``) in the reader's language."""
+    lang = language_of(request)
+    user = signed_in_user(request)
+    path = request.url.path
+    here = path + (f"?{request.url.query}" if request.url.query else "")
+    page = environment().get_template(name).render(
+        request=request, t=translator(lang), lang=lang, languages=LANGUAGES, user=user, nav=nav_for(user, path=path),
+        path=path, here=here, **context)
+    return HTMLResponse(page, status_code=status_code, headers={"Cache-Control": "no-store"})
