@@ -51,14 +51,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     Those use the ``database_url`` fixture or carry the ``postgres`` mark (a ``database_backends()``
     parameter, or a test that needs the server itself); every other test works on its own SQLite file and
-    ran, identically, in the SQLite pass.
+    ran, identically, in the SQLite pass. The browser tests (mark ``browser``) run in the SQLite pass only.
     """
     if TEST_DATABASE != "postgresql":
         return
     kept, sqlite_only = [], []
     for item in items:
         touches = "database_url" in getattr(item, "fixturenames", ()) or item.get_closest_marker("postgres")
-        (kept if touches else sqlite_only).append(item)
+        (kept if touches and not item.get_closest_marker("browser") else sqlite_only).append(item)
     if sqlite_only:
         config.hook.pytest_deselected(items=sqlite_only)
         items[:] = kept

@@ -51,7 +51,12 @@ const Carbon = (() => {
     table.className = "data";
     table.dataset.testid = "error-table";
     const header = table.createTHead().insertRow();
-    columns.forEach((name) => { const th = document.createElement("th"); th.textContent = name; header.appendChild(th); });
+    const labels = JSON.parse(document.body.dataset.errorColumns || "{}");
+    columns.forEach((name) => {
+      const th = document.createElement("th");
+      th.textContent = labels[name] || name;
+      header.appendChild(th);
+    });
     const tbody = table.createTBody();
     errors.forEach((error) => {
       const row = tbody.insertRow();
@@ -165,6 +170,7 @@ const Carbon = (() => {
     if (signOut) bindSignOut(signOut);
     document.querySelectorAll("table.data").forEach(bindSortable);
     drawCharts();
+    document.documentElement.setAttribute("data-ready", "");  // the forms are bound: see the guard in base.html
   }
 
   document.addEventListener("DOMContentLoaded", start);
