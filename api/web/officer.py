@@ -19,6 +19,7 @@ from api.services import review_views
 from api.store import serving
 from api.store.review import QueueFilter
 from api.web import views
+from api.web.exports import requested_export
 from api.web.render import render
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -28,6 +29,11 @@ PERIOD_PATTERN = r"^\d{4}(-(0[1-9]|1[0-2]))?$"
 YearQuery = Annotated[int | None, Query(ge=1900, le=2999, description="default: the latest year with data")]
 PageSize = Annotated[int, Query(ge=1, le=200)]
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
+
+
+def paged(request: Request, limit: int, offset: int) -> tuple[int, int]:
+    """``limit`` and ``offset`` for a list page; a download of its table holds the whole filtered list."""
+    return (views.ALL_ROWS, 0) if requested_export(request) else (limit, offset)
 Status = Literal["", "none", "submitted", "calculated", "in_review", "verified", "locked", "rejected", "reopened"]
 SortColumn = Literal["enterprise_id", "name", "sector_code", "category", "status", "net_tco2e", "finding_count"]
 Group = Literal["combustion", "process", "purchased_electricity", "purchased_heat", "exported_electricity",
@@ -73,6 +79,7 @@ def enterprise_list(
     offset: Offset = 0,
 ) -> HTMLResponse:
     """The registry with search, filters (sector, category, status, failed checks), sorting and paging."""
+    limit, offset = paged(request, limit, offset)
     query = views.EnterpriseQuery(q=q, sector_code=sector_code, category=category, status=status, failed=failed,
                                   sort=sort, order=order, limit=limit, offset=offset)
     found = views.enterprise_list(session, cursor, actor=actor, query=query)
@@ -131,6 +138,7 @@ def review_queue(
     offset: Offset = 0,
 ) -> HTMLResponse:
     """The review queue of the API (``/v1/review/queue``) with its filters, for verifiers and officers."""
+    limit, offset = paged(request, limit, offset)
     statuses = tuple(s for s in status if s and s != "none") or ("calculated", "in_review", "verified")
     where = QueueFilter(statuses=statuses, period_prefix=period or None,
                         held=None if not held else held == "true")

@@ -5,6 +5,10 @@ Every page gets ``t`` (the reader's language, ``api.web.i18n``), ``lang``, ``use
 switch's way back). Autoescaping is on for every template: a value from a file or a user is text, never markup.
 Numbers are shown by one filter, ``num``: thousands separators and a fixed number of decimals, applied only
 here, at presentation (nothing upstream is rounded).
+
+Every page's data tables can also be downloaded: a page request with ``?export=<table id>&format=csv|xlsx`` is
+rendered the same way and answered with that table as a file (``api.web.exports``), so each download holds what
+the page shows, under the page's own access check.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from starlette.responses import HTMLResponse
 
 from accounting.review import Actor
 from api.services.users import Authenticated
+from api.web.exports import export_href, requested_export, table_download
 from api.web.i18n import LANGUAGES, language_of, translator
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -91,11 +96,12 @@ def environment() -> Environment:
     env.filters["num"] = format_number
     env.filters["urlpart"] = lambda text: quote(str(text), safe="")
     env.globals["query_string"] = query_string
+    env.globals["export_href"] = export_href
     return env
 
 
 def render(request: Request, name: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:
-    """The page ``name`` (a path under ``templates/``) in the reader's language."""
+    """The page ``name`` (a path under ``templates/``) in the reader's language, or one of its tables as a file."""
     lang = language_of(request)
     user = signed_in_user(request)
     path = request.url.path
@@ -103,4 +109,7 @@ def render(request: Request, name: str, *, status_code: int = 200, **context: An
     page = environment().get_template(name).render(
         request=request, t=translator(lang), lang=lang, languages=LANGUAGES, user=user, nav=nav_for(user, path=path),
         path=path, here=here, **context)
+    table_id = requested_export(request)
+    if table_id is not None and status_code == 200 and path.startswith("/ui/"):
+        return table_download(request, page, table_id=table_id)
     return HTMLResponse(page, status_code=status_code, headers={"Cache-Control": "no-store"})
