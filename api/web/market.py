@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 from starlette.responses import HTMLResponse
 
 from accounting.ledger import FIRST_VINTAGE, LAST_VINTAGE
-from accounting.market_rules import CHINA_TZ
 from api.deps import ActorDep, SessionDep, SettingsDep, SnapshotDep
 from api.errors import NotFoundError
 from api.services import auctions as auction_service
@@ -28,7 +27,7 @@ from api.services import exchange as exchange_service
 from api.store import serving
 from api.store.schema import Enterprise
 from api.web.i18n import Translate, language_of, translator
-from api.web.render import render
+from api.web.render import china_time, render
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -56,13 +55,6 @@ def chart_yuan(fen: int | None) -> str | None:
     """Yuan for a chart: a decimal string (Plotly reads it as a number), so no float ever holds money."""
     value = yuan(fen)
     return None if value is None else str(value)
-
-
-def china_time(moment: datetime | str) -> str:
-    """A moment (or its ISO text, as auction terms keep it) as China wall-clock time, as the trading sessions are
-    stated and as the charts' axes show it."""
-    parsed = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
-    return parsed.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,8 +145,7 @@ def auctions_page(request: Request, session: SessionDep, actor: ActorDep) -> HTM
     if actor.role in REPORT_READERS:
         reports = {a["auction_id"]: auction_service.report(session, auction_id=a["auction_id"])
                    for a in listed if a["status"] in ("settled", "cancelled")}
-    return render(request, "market/auctions.html", auctions=listed, reports=reports, yuan=yuan,
-                  china_time=china_time)
+    return render(request, "market/auctions.html", auctions=listed, reports=reports, yuan=yuan)
 
 
 def daily_figure(days: list[dict[str, Any]], *, t: Translate) -> dict[str, Any]:
@@ -213,5 +204,4 @@ def instrument_page(instrument: str, request: Request, session: SessionDep, acto
     return render(request, "market/instrument.html", instrument=view, days=days, candles=candles,
                   trading_day=trading_day, granularity=granularity, depth=book, trades=latest,
                   daily_figure=daily_figure(days, t=t), intraday_figure=intraday_figure(candles, t=t),
-                  controls=actor.role in CONTROLLERS, granularities=exchange_service.CANDLE_SECONDS, yuan=yuan,
-                  china_time=china_time)
+                  controls=actor.role in CONTROLLERS, granularities=exchange_service.CANDLE_SECONDS, yuan=yuan)

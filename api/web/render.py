@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
@@ -25,6 +26,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from accounting.market_rules import CHINA_TZ
 from accounting.review import Actor
 from api.services.users import Authenticated
 from api.web.exports import export_href, requested_export, table_download
@@ -58,6 +60,15 @@ NAV: tuple[NavEntry, ...] = (
     NavEntry("nav.rights", "/ui/rights", _roles("officer verifier")),
     NavEntry("nav.market", "/ui/market", _roles("officer verifier enterprise trader")),
 )
+
+
+def china_time(moment: datetime | str | None, pattern: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """A stored moment (UTC; or its ISO text) as China wall-clock time, as the zone's people read the time and as
+    the trading sessions are stated; "" for none."""
+    if moment is None or moment == "":
+        return ""
+    parsed = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(CHINA_TZ).strftime(pattern)
 
 
 def format_number(value: Any, digits: int = 0) -> str:
@@ -95,6 +106,7 @@ def environment() -> Environment:
                       default_for_string=True), undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = format_number
     env.filters["urlpart"] = lambda text: quote(str(text), safe="")
+    env.filters["china_time"] = china_time
     env.globals["query_string"] = query_string
     env.globals["export_href"] = export_href
     return env

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -15,7 +16,7 @@ from api.access import PAGE_POLICY, Rule
 from api.main import create_app
 from api.openapi import api_routes
 from api.web.i18n import LANGUAGES, catalog
-from api.web.render import format_number
+from api.web.render import china_time, format_number
 from pipelines.settings import Settings
 from tests.auth_support import ADMIN, ENGINEER, OFFICER, TRADER, VERIFIER, enterprise
 from tests.component.web_support import Page, template_message_keys
@@ -167,3 +168,10 @@ def test_numbers_are_shown_with_thousands_separators_and_fixed_decimals() -> Non
     assert format_number(None) == format_number(float("nan")) == "—"
     with pytest.raises(TypeError):
         format_number("12")
+
+
+def test_stored_utc_times_are_shown_as_china_time() -> None:
+    assert china_time(datetime(2024, 12, 31, 16, 30, tzinfo=UTC)) == "2025-01-01 00:30:00"
+    assert china_time(datetime(2024, 12, 31, 16, 30)) == "2025-01-01 00:30:00"  # naive: stored as UTC
+    assert china_time("2024-12-31T16:30:00+00:00", "%Y-%m-%d") == "2025-01-01"
+    assert china_time(None) == ""
