@@ -112,6 +112,19 @@ def environment() -> Environment:
     return env
 
 
+#: Every page: not cached (it shows one user's data), and the browser told to load nothing from another address,
+#: to send no form elsewhere and to show the page in no other site's frame (the review and market actions).
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline';"
+                               " style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:;"
+                               " connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self';"
+                               " frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
 def render(request: Request, name: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:
     """The page ``name`` (a path under ``templates/``) in the reader's language, or one of its tables as a file."""
     lang = language_of(request)
@@ -124,4 +137,4 @@ def render(request: Request, name: str, *, status_code: int = 200, **context: An
     table_id = requested_export(request)
     if table_id is not None and status_code == 200 and path.startswith("/ui/"):
         return table_download(request, page, table_id=table_id)
-    return HTMLResponse(page, status_code=status_code, headers={"Cache-Control": "no-store"})
+    return HTMLResponse(page, status_code=status_code, headers=PAGE_HEADERS)

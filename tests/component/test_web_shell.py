@@ -160,6 +160,10 @@ def test_static_files_and_plotly_come_from_this_server(client: TestClient) -> No
     sources = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page)
     assert sources and all(s.startswith(("/", "data:")) for s in sources), [s for s in sources if not s.startswith("/")]
     assert not re.search(r"https?://(?!www\.w3\.org)", client.get("/ui/static/app.js").text)
+    for url, headers in (("/ui/zone", OFFICER), ("/ui/login", {})):
+        policy = dict(part.strip().split(" ", 1) for part in
+                      client.get(url, headers=headers).headers["content-security-policy"].split(";"))
+        assert policy["default-src"] == policy["connect-src"] == "'self'" and policy["frame-ancestors"] == "'none'"
 
 
 def test_numbers_are_shown_with_thousands_separators_and_fixed_decimals() -> None:
