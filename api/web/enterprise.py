@@ -30,6 +30,7 @@ from api.store.schema import Enterprise
 from api.web.i18n import Translate, language_of, translator
 from api.web.market import default_year, published_years, registered, yuan
 from api.web.render import render
+from api.web.report_links import report_links
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -45,19 +46,13 @@ COMMENTED_ACTIONS = frozenset({"comment", "recommend", "reject", "reopen", "appr
 UPLOADERS = frozenset({"enterprise", "officer", "engineer"})
 YearQuery = Annotated[int | None, Query(ge=FIRST_VINTAGE, le=LAST_VINTAGE, description="the year shown")]
 
-#: The reports an enterprise downloads, per year: the one place the pages name the report routes
-#: (``api/routers/reports.py``): the annual greenhouse-gas report as a printable page, PDF, CSV and XLSX.
-REPORT_URL = "/v1/reports/enterprises/{enterprise_id}/ghg/{year}?format={format}"
-REPORT_FORMATS = ("html", "pdf", "csv", "xlsx")
 #: The blank activity template (``api/routers/templates.py``).
 TEMPLATE_LINKS = (("csv", "/v1/templates/activity.csv"), ("xlsx", "/v1/templates/activity.xlsx"))
 
 
-def report_links(*, enterprise_id: str, years: list[int]) -> list[dict[str, Any]]:
-    """Per year, newest first, the report downloads of the enterprise."""
-    return [{"year": year, "links": [{"format": fmt, "href": REPORT_URL.format(enterprise_id=enterprise_id,
-                                                                                year=year, format=fmt)}
-                                     for fmt in REPORT_FORMATS]}
+def yearly_reports(*, enterprise_id: str, years: list[int]) -> list[dict[str, Any]]:
+    """Per year, newest first, the enterprise's annual greenhouse-gas report in every format."""
+    return [{"year": year, "links": report_links("ghg", enterprise_id=enterprise_id, year=year)}
             for year in sorted(set(years), reverse=True)]
 
 
@@ -143,7 +138,7 @@ def my_enterprise(enterprise_id: str, request: Request, session: SessionDep, cur
                   rejections=rejections_of(periods, comments=comments), rows=rows, year=year, years=years,
                   figure=emissions_figure(rows, t=t), source_columns=SOURCE_COLUMNS,
                   total_columns=TOTAL_TABLE_COLUMNS, balance=balance, rights_year=rights_year,
-                  reports=report_links(enterprise_id=enterprise_id, years=years),
+                  reports=yearly_reports(enterprise_id=enterprise_id, years=years),
                   may_upload=actor.role in UPLOADERS, yuan=yuan)
 
 

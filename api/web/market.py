@@ -28,6 +28,7 @@ from api.store import serving
 from api.store.schema import Enterprise
 from api.web.i18n import Translate, language_of, translator
 from api.web.render import china_time, render
+from api.web.report_links import report_links
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -41,9 +42,6 @@ REPORT_READERS = frozenset({"officer", "verifier"})
 DAYS_SHOWN = 250
 TRADES_SHOWN = 20
 DEPTH_LEVELS = 5
-#: The zone compliance report's downloads (``api/routers/reports.py``), in the formats it is offered in.
-COMPLIANCE_REPORT_URL = "/v1/reports/compliance/{year}?format={format}"
-COMPLIANCE_REPORT_FORMATS = ("html", "pdf", "xlsx", "csv")
 
 
 def yuan(fen: int | None) -> Decimal | None:
@@ -122,8 +120,7 @@ def zone_compliance_page(request: Request, session: SessionDep, cursor: Snapshot
     t = translator(language_of(request))
     return render(request, "market/compliance.html", report=report, year=chosen,
                   figure=compliance_figure(report, t=t), years=years_around(chosen), yuan=yuan,
-                  downloads=[{"format": f, "href": COMPLIANCE_REPORT_URL.format(year=chosen, format=f)}
-                             for f in COMPLIANCE_REPORT_FORMATS])
+                  downloads=report_links("compliance", year=chosen))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from api.store.review import QueueFilter
 from api.web import views
 from api.web.exports import requested_export
 from api.web.render import render
+from api.web.report_links import report_links
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -61,8 +62,10 @@ def zone_overview(request: Request, cursor: SnapshotDep, session: SessionDep, se
     emitters = views.key_emitters(session, cursor, settings=settings, actor=actor, year=chosen) if chosen else []
     findings = views.current_findings(session, actor=actor)
     names = {r["enterprise_id"]: r["name"] for r in serving.list_enterprises(cursor, limit=views.ALL_ROWS)[0]}
+    reports = {"year": report_links("zone", period=chosen) if chosen else [],
+               "months": [(m["period"], report_links("zone", period=m["period"])) for m in months["months"]]}
     return render(request, "officer/zone.html", targets=targets, **months, **breakdown, emitters=emitters,
-                  findings=findings, names=names, totals=views.year_totals(months["months"]))
+                  findings=findings, names=names, totals=views.year_totals(months["months"]), reports=reports)
 
 
 @router.get("/enterprises")
@@ -108,7 +111,7 @@ def enterprise_page(
     return render(request, "officer/enterprise.html", enterprise=enterprise, enterprise_id=enterprise_id, **balances,
                   period=period, review=review, months=[f"{chosen}-{m}" for m in MONTHS] if chosen else [],
                   column_groups=views.COLUMN_GROUPS, source_columns=views.SOURCE_COLUMNS,
-                  scope_columns=views.SCOPE_COLUMNS)
+                  scope_columns=views.SCOPE_COLUMNS, report_links=report_links)
 
 
 @router.get("/enterprises/{enterprise_id}/lineage/{period}")

@@ -226,11 +226,12 @@ def test_the_report_links_name_each_published_year(client: TestClient) -> None:
 def test_every_message_the_pages_build_from_a_value_exists_in_both_languages() -> None:
     from accounting.calculation import TOTAL_COLUMNS
     from api.web import enterprise as pages
+    from api.web.report_links import REPORT_FORMATS
 
     messages = catalog()
     built = ([f"my.sources.{c}" for c in (*pages.SOURCE_COLUMNS, *pages.TOTAL_TABLE_COLUMNS, "net_tco2e")]
              + [f"my.actions.{a}" for a in pages.COMMENTED_ACTIONS]
-             + [f"my.formats.{f}" for f in pages.REPORT_FORMATS]
+             + [f"my.formats.{f}" for f in REPORT_FORMATS]
              + [f"upload.templates.{f}" for f, _ in pages.TEMPLATE_LINKS]
              + [f"rights.statuses.{s}" for s in ("not_locked", "compliant", "deficit", "surplus")]
              + [f"market.auction_states.{s}" for s in ("open", "closing", "settled", "cancelled")]

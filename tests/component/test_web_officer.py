@@ -191,3 +191,17 @@ def test_the_review_queue_is_the_api_queue(client: TestClient) -> None:
     unknown = client.get("/ui/enterprises/91410100MA00000000", headers=OFFICER)
     assert unknown.status_code == 404
     assert Page.parse(unknown.text).one(testid="page-error")["data-code"] == "enterprise_not_found"
+
+
+def test_the_zone_and_enterprise_pages_link_to_reports_that_open(client: TestClient) -> None:
+    zone = page(client, "/ui/zone", year="2024")
+    year_links = {a["data-testid"]: a["href"] for a in zone.one(testid="zone-report-year").children}
+    assert year_links["zone-report-year-pdf"] == "/v1/reports/zone/2024?format=pdf"
+    months = zone.all(testid="zone-report-month")
+    assert months and all(a["href"].startswith("/v1/reports/zone/2024-") for m in months for a in m.children)
+    enterprise = page(client, f"/ui/enterprises/{CHP_PLANT}", year="2024")
+    [ghg] = [a["href"] for link in enterprise.all(testid="ghg-report") for a in link.children
+             if a["data-testid"] == "ghg-report-html"][:1]
+    for url in (year_links["zone-report-year-html"], months[0].children[0]["href"], ghg):
+        answer = client.get(url, headers=OFFICER)
+        assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/html"), url
