@@ -735,6 +735,9 @@ class _Progress:
     run: _Run | None = None
     current: Ticket | None = None
     committing: bool = False
+    #: The log position the engine reached, read before the commit: once committed, another process may
+    #: append at once, and a read of the row after the commit would count its commands as this engine's.
+    seq: int | None = None
 
 
 class _NothingToWriteError(Exception):
@@ -767,7 +770,8 @@ def _write_batch(session: Session, instrument: str, loaded: _Loaded, batch: list
             return
         finally:
             session.expire_all()
-        loaded.seq = progress.run.row.last_seq if progress.run is not None else loaded.seq
+        if progress.seq is not None:
+            loaded.seq = progress.seq
     for ticket in batch:
         if isinstance(ticket.pending, BaseException):
             ticket.fail(ticket.pending)
@@ -789,7 +793,7 @@ def _apply_and_commit(session: Session, instrument: str, loaded: _Loaded, batch:
         raise _NothingToWriteError
     run.write()
     described = run.describe(t.pending for t in batch if isinstance(t.pending, _OrderAnswer))
-    progress.committing = True
+    progress.committing, progress.seq = True, run.row.last_seq
     session.commit()
     return described
 

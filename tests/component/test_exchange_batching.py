@@ -175,3 +175,38 @@ def test_a_command_failing_after_the_engine_fails_alone_and_its_batch_is_written
         replay = exchange.verify(session, instrument=INSTRUMENT)
         assert replay["ok"], replay["problems"]
         assert exchange.instrument_view(session, instrument=INSTRUMENT)["halted"] is False
+
+
+def test_an_engine_never_counts_another_processs_commands_committed_just_after_its_own(market: Market) -> None:
+    """Two API processes share the log: each has its own engine and must catch up with the other's commands.
+
+    The other process cancels an offer the instant this one has committed a command of its own: this one must
+    not count that cancel as applied to its engine (it would go on matching against the cancelled offer).
+    """
+    other_process: dict[Any, Any] = {}
+
+    def place(session: Session, n: int, side: str, price_fen: int) -> dict[str, Any]:
+        return exchange.place_order(session, actor=market.traders[n], instrument=INSTRUMENT,
+                                    account_id=market.account(n), client_order_id=f"p-{n}", side=side,
+                                    quantity_t=5, price_fen=price_fen)[1]
+
+    def cancel_in_other_process(order_id: int) -> None:
+        mine = exchange._ENGINES
+        exchange._ENGINES = other_process
+        try:
+            with market.sessions() as session:
+                exchange.cancel_order(session, actor=market.traders[1], instrument=INSTRUMENT, order_id=order_id)
+        finally:
+            exchange._ENGINES = mine
+
+    with market.sessions() as session:
+        offer = place(session, 1, "sell", 5000)
+    with market.sessions() as session:  # a new session: its first commit is the command's batch
+        event.listen(session, "after_commit", lambda _s: cancel_in_other_process(offer["order_id"]), once=True)
+        place(session, 0, "buy", 4900)
+    with market.sessions() as session:
+        bid = place(session, 2, "buy", 5000)
+        assert bid["filled_t"] == 0 and bid["state"] == "new"  # the offer was cancelled before it came
+        replay = exchange.verify(session, instrument=INSTRUMENT)
+        assert replay["ok"], replay["problems"]
+        assert ledger_service.verify(session)["ok"]
