@@ -16,6 +16,11 @@ Every route of the application passes through :func:`authorize` (an application-
 Services keep their finer rules (the review state machine, who may read evidence): this table is the
 first gate, not the only one. ``tests/component/test_access.py`` walks every route of the OpenAPI
 document with every role and checks the outcome against this table.
+
+Why :func:`authorize` is a coroutine: it runs before every route, so it must be cheap. A credential checked in
+the last few seconds is answered from the process's credential cache (``api.security.CredentialCache``: a
+change made in this process holds at once, one made elsewhere within ``credential_cache_seconds``) on the
+event loop, with no database and no worker thread; only a miss reads the database, in a worker thread.
 """
 
 from __future__ import annotations
@@ -26,15 +31,17 @@ from enum import StrEnum
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute
 
 from accounting.review import USER_ROLES, Actor
 from api.errors import AccessDeniedError, AuthenticationRequiredError, CsrfError, NotFoundError
 from api.rate_limit import limit_client
+from api.security import CredentialCache
 from api.services.ledger import owns_account
-from api.services.users import Authenticated, Credentials, authenticate, csrf_matches
+from api.services.users import Authenticated, Credentials, authenticate, csrf_matches, now_utc
 from api.store.db import READ_ONLY
-from pipelines.settings import Settings, get_settings
+from pipelines.settings import Settings
 
 SESSION_COOKIE = "carbon_session"
 CSRF_COOKIE = "carbon_csrf"
@@ -260,10 +267,28 @@ def presented_credentials(request: Request) -> Credentials | None:
     return None
 
 
-def _sign_in(request: Request, settings: Settings, credentials: Credentials) -> Authenticated:
+def _cache_kind(credentials: Credentials) -> str:
+    return "cookie" if credentials.via_cookie else "header"
+
+
+def _authenticate_in_database(request: Request, settings: Settings, credentials: Credentials) -> Authenticated | None:
+    """A cache miss: read the credential and its user (in a worker thread), and remember a success."""
+    cache: CredentialCache[Authenticated] = request.app.state.credentials
+    generation = cache.generation  # before the read: a change committed during it keeps the answer out
     with request.app.state.sessions() as session:
         session.connection(execution_options=READ_ONLY)  # a sign-in check never waits behind a writer
         found = authenticate(session, settings, credentials, verified_keys=request.app.state.verified_keys)
+    if found is not None:
+        cache.remember(kind=_cache_kind(credentials), token=credentials.token, identity=found,
+                       user_id=found.actor.actor_id, expires_at=found.expires_at, generation=generation)
+    return found
+
+
+async def _sign_in(request: Request, settings: Settings, credentials: Credentials) -> Authenticated:
+    cache: CredentialCache[Authenticated] = request.app.state.credentials
+    found = cache.recall(kind=_cache_kind(credentials), token=credentials.token, now=now_utc())
+    if found is None:
+        found = await run_in_threadpool(_authenticate_in_database, request, settings, credentials)
     if found is None:
         limit_client(request, key=None)  # a failed attempt counts against the address
         raise AuthenticationRequiredError("the token, key or session is unknown, expired or revoked; sign in again")
@@ -274,7 +299,7 @@ def _sign_in(request: Request, settings: Settings, credentials: Credentials) -> 
     return found
 
 
-def authorize(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> Actor | None:
+async def authorize(request: Request) -> Actor | None:
     """Enforce :data:`POLICY` for this request; the signed-in user (None on a public route)."""
     route: BaseRoute | None = request.scope.get("route")
     path = getattr(route, "path", None)
@@ -286,7 +311,8 @@ def authorize(request: Request, settings: Annotated[Settings, Depends(get_settin
     credentials = presented_credentials(request)
     if credentials is None:
         raise AuthenticationRequiredError("sign in: send 'Authorization: Bearer <access token or API key>'")
-    found = _sign_in(request, settings, credentials)
+    settings: Settings = request.app.state.settings
+    found = await _sign_in(request, settings, credentials)
     actor = found.actor
     request.state.actor_role = actor.role  # for the request log (api.request_log): the role only, never the id
     request.state.authenticated = found
@@ -301,14 +327,14 @@ def authorize(request: Request, settings: Annotated[Settings, Depends(get_settin
     return actor
 
 
-def current_actor(actor: Annotated[Actor | None, Depends(authorize)]) -> Actor:
-    """The signed-in user of a route that is not public."""
+async def current_actor(actor: Annotated[Actor | None, Depends(authorize)]) -> Actor:
+    """The signed-in user of a route that is not public (a coroutine: a plain function would cost a thread hop)."""
     if actor is None:
         raise AuthenticationRequiredError("sign in: send 'Authorization: Bearer <access token or API key>'")
     return actor
 
 
-def current_sign_in(request: Request, _: Annotated[Actor, Depends(current_actor)]) -> Authenticated:
+async def current_sign_in(request: Request, _: Annotated[Actor, Depends(current_actor)]) -> Authenticated:
     """How the signed-in user authenticated (for sign-out and the user's own description)."""
     found: Authenticated = request.state.authenticated
     return found

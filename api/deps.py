@@ -1,8 +1,11 @@
 """Request dependencies: settings, a snapshot cursor, a database session, the factor library, uploads, the user.
 
 Every dependency is declared as an ``Annotated`` alias so routers stay declarative. Per-process
-state (the snapshot reader, the session factory, the verified factor library) lives on
-``app.state``, created by the lifespan in ``api.main``; nothing here reads the environment.
+state (the settings, the snapshot reader, the session factory, the verified factor library) lives on
+``app.state``, created by ``api.main``; nothing here reads the environment.
+
+Dependencies that do no I/O are coroutines: FastAPI runs a plain function in a worker thread, and a hop
+to a thread and back costs more than most of them do (under load, a good part of a small request).
 """
 
 from __future__ import annotations
@@ -28,9 +31,16 @@ from api.schemas import ActivityLinesRequest
 from api.services.idempotency import run_once
 from api.services.submissions import clean_filename
 from api.store.serving import SnapshotReader
-from pipelines.settings import Settings, get_settings
+from pipelines.settings import Settings
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+async def current_settings(request: Request) -> Settings:
+    """The application's settings (``create_app``'s, or the environment's when it was given none)."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(current_settings)]
 
 #: Paging of every list route: at most 1000 items a page, and an offset a database integer can hold.
 MAX_PAGE_SIZE = 1000

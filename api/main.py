@@ -6,6 +6,11 @@ and tests call it with their own ``Settings``. The lifespan creates the database
 prepares the snapshot reader (which opens the published snapshot lazily, per request, so the API
 starts, and answers 503, before the first ``carbon run``). The web pages (``api.web``) are served by the same
 application under ``/ui``, their static files from the package at ``/ui/static``.
+
+The settings live on ``app.state.settings`` (read by ``api.deps.SettingsDep`` and ``api.access``) rather than
+in a dependency override: FastAPI re-analyses every dependency of every request while any override is set.
+The process's credential cache (``api.security.CredentialCache``) lives on ``app.state.credentials``; the
+lifespan makes committed credential changes (``api.services.users.forget_on_commit``) forget their users.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from api.rate_limit import EXEMPT_PATHS, RateLimitMiddleware, TokenBuckets
 from api.request_log import REQUEST_ID_HEADER, RequestLogMiddleware, configure_logging
 from api.routers import ROUTERS
 from api.schemas import Problem
-from api.security import VerifiedKeys
+from api.security import CredentialCache, VerifiedKeys
+from api.services.users import Authenticated, forget_on_commit
 from api.store import db
 from api.store.serving import SnapshotReader
 from api.web import WEB_ROUTERS
@@ -54,17 +60,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessions = db.make_session_factory(engine)
         app.state.library = load_library()
         app.state.snapshot_reader = SnapshotReader(path=resolved.serving)
+        stop_forgetting = forget_on_commit(app.state.credentials)
         try:
             yield
         finally:
+            stop_forgetting()
             app.state.snapshot_reader.close()
             engine.dispose()
 
     app = FastAPI(title="Zone carbon accounting API", version="1", description=DESCRIPTION, lifespan=lifespan,
                   dependencies=[Depends(authorize)])  # every route: deny by default (api.access)
+    app.state.settings = resolved
     app.state.verified_keys = VerifiedKeys()
-    if settings is not None:
-        app.dependency_overrides[get_settings] = lambda: settings
+    app.state.credentials = CredentialCache[Authenticated](ttl_seconds=resolved.credential_cache_seconds)
     install_error_handlers(app)
     limited: dict[int | str, dict[str, Any]] = {429: {"model": Problem, "description": "Rate limited (Retry-After)"}}
     for router in ROUTERS:

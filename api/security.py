@@ -7,8 +7,18 @@
   bits, stored as its SHA-256 (a guess of 2^256 needs no slow hash), as is the CSRF token of a cookie session.
 
 Argon2 is slow on purpose (about 0.1 s a check at the default cost), so a process remembers which API
-keys it has verified (:class:`VerifiedKeys`, by SHA-256 of the whole key); revocation and expiry are still
-read from the database on every request.
+keys it has verified (:class:`VerifiedKeys`, by SHA-256 of the whole key).
+
+A process also remembers, for a few seconds, whom a credential it has just checked belongs to
+(:class:`CredentialCache`): otherwise every request opened a read transaction of its own (key or session,
+then user) before its route ran, the largest part of a small request's cost. How stale it may be:
+
+- a change made in this process (sign-out, key revocation, a user disabled, re-bound or given a new
+  password) forgets the user's entries when its transaction commits: the next request reads the database;
+- a change made by another process (a second API worker, the ``carbon users`` command, SQL) is seen at
+  most ``ttl_seconds`` later (the ``credential_cache_seconds`` setting, 5 s by default; 0 switches the
+  cache off);
+- a credential's own expiry is checked on every request, cached or not.
 """
 
 from __future__ import annotations
@@ -18,8 +28,12 @@ import hmac
 import re
 import secrets
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -108,3 +122,83 @@ class VerifiedKeys:
             self._known[token_digest(plaintext)] = key_id
             while len(self._known) > self.capacity:
                 self._known.popitem(last=False)
+
+
+Identity = TypeVar("Identity")
+
+
+@dataclass(frozen=True, slots=True)
+class _Remembered(Generic[Identity]):
+    identity: Identity
+    user_id: str
+    fresh_until: float  # on the cache's clock
+    expires_at: datetime | None  # the credential's own end (a key's or a session's)
+
+
+class CredentialCache(Generic[Identity]):
+    """Who a recently checked credential belongs to, for ``ttl_seconds``: (kind, SHA-256 of the token) → identity.
+
+    Only successful checks are remembered (an unknown token always goes to the database, so a key or session
+    issued a moment ago works at once). :meth:`forget_user` drops a user's entries; a check that read the
+    database before such a change and finishes after it must not put its stale answer back, so
+    :meth:`remember` takes the :attr:`generation` read before the check and is ignored when a change came
+    in between. Thread-safe (misses are checked in worker threads); bounded, least recently used out first.
+    """
+
+    def __init__(self, *, ttl_seconds: float, capacity: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.capacity = capacity
+        self.clock = clock
+        self._entries: OrderedDict[tuple[str, str], _Remembered[Identity]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._generation = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.ttl_seconds > 0
+
+    @property
+    def generation(self) -> int:
+        """Changes forgotten so far; read it before a database check and hand it to :meth:`remember`."""
+        return self._generation
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def recall(self, *, kind: str, token: str, now: datetime) -> Identity | None:
+        """The identity remembered for this credential, or None (never seen, too old, or the credential expired)."""
+        if not self.enabled:
+            return None
+        entry_key = (kind, token_digest(token))
+        with self._lock:
+            entry = self._entries.get(entry_key)
+            if entry is None:
+                return None
+            if entry.fresh_until <= self.clock() or (entry.expires_at is not None and entry.expires_at <= now):
+                del self._entries[entry_key]
+                return None
+            self._entries.move_to_end(entry_key)
+            return entry.identity
+
+    def remember(self, *, kind: str, token: str, identity: Identity, user_id: str, expires_at: datetime | None,
+                 generation: int) -> None:
+        """Keep a successful check, unless a credential change was forgotten since ``generation`` was read."""
+        if not self.enabled:
+            return
+        entry = _Remembered(identity=identity, user_id=user_id, fresh_until=self.clock() + self.ttl_seconds,
+                            expires_at=expires_at)
+        with self._lock:
+            if generation != self._generation:
+                return
+            self._entries[(kind, token_digest(token))] = entry
+            self._entries.move_to_end((kind, token_digest(token)))
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+
+    def forget_user(self, user_id: str) -> None:
+        """Drop every entry of ``user_id`` (their keys, sessions, role or bindings changed)."""
+        with self._lock:
+            self._generation += 1
+            for entry_key in [k for k, e in self._entries.items() if e.user_id == user_id]:
+                del self._entries[entry_key]

@@ -18,8 +18,12 @@ p99 latency under 100 ms, at 32 concurrent clients. What is measured, per databa
 * **orders/s** = order-entry requests answered (placements and cancels, accepted or refused by a
   market rule) per second of wall time, all clients together; **p50/p99** = their latency at the client;
 * baselines measured in the same run: one client alone against the same server (the ratio is
-  ``--clients`` over one), and the matching core alone (``bench_exchange_core``: the same kind of mix,
-  one core, no I/O);
+  ``--clients`` over one), the matching core alone (``bench_exchange_core``: the same kind of mix,
+  one core, no I/O), and the floor of the request path: ``GET /v1/exchange/clock`` (the sign-in check and
+  one read) from the same clients for ``--floor-seconds``;
+* where the CPU went, per request: the server's (the uvicorn process and its workers, from ``/proc``) and the
+  clients' own (this process), measured separately because both share the same cores: a figure that
+  hides the load generator's cost would flatter or blame the server;
 * afterwards ``api.services.ledger.verify`` and ``api.services.exchange.verify`` (replaying the whole
   log) must pass, or the benchmark exits 1. A missed target is reported, not an error.
 
@@ -40,7 +44,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -110,8 +114,57 @@ def percentile(sorted_values: list[float], share: float) -> float:
     return sorted_values[rank - 1]
 
 
-def drive(seats: list[Seat], view: MarketView, *, seconds: float, tag: str) -> dict[str, Any]:
-    """Every seat in a thread of its own, acting as fast as answers come, for ``seconds``."""
+def server_cpu_seconds() -> float | None:
+    """CPU time (user + system) used so far by this process's descendants: the uvicorn server and its workers.
+
+    Read from ``/proc`` (Linux); None elsewhere. Descendants that already ended are not counted, so read it
+    around a phase while the server runs.
+    """
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        return None
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    ticks = os.sysconf("SC_CLK_TCK")
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended while we looked
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    ours, frontier = set(), {os.getpid()}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - ours
+        ours |= frontier
+    return sum(times[pid] for pid in ours)
+
+
+def client_cpu_seconds() -> float:
+    """CPU time used so far by this process: the benchmark's clients (and, between phases, its setup)."""
+    spent = os.times()
+    return spent.user + spent.system
+
+
+def read_clock(seat: Seat) -> None:
+    """The request path's floor: the sign-in check and one small read, nothing written."""
+    started = time.perf_counter()
+    status, _ = seat.client.call("GET", "/v1/exchange/clock")
+    if status != 200:
+        raise RuntimeError(f"GET /v1/exchange/clock answered {status}")
+    assert seat.latencies is not None
+    seat.latencies.append(time.perf_counter() - started)
+    seat.counts["clock"] += 1
+
+
+def drive(seats: list[Seat], view: MarketView, *, seconds: float, tag: str,
+          step: Callable[[Seat], None] | None = None) -> dict[str, Any]:
+    """Every seat in a thread of its own, acting as fast as answers come, for ``seconds``.
+
+    ``step`` is one unit of a seat's work: by default its agent's next decision (orders and cancels).
+    """
     for seat in seats:
         seat.latencies = []
         seat.counts.clear()
@@ -123,29 +176,40 @@ def drive(seats: list[Seat], view: MarketView, *, seconds: float, tag: str) -> d
         deadline = time.perf_counter() + seconds
         try:
             while time.perf_counter() < deadline and len(seat.latencies or ()) < MAX_REQUESTS_PER_CLIENT:
-                seat.act(view, tag=tag)
+                if step is None:
+                    seat.act(view, tag=tag)
+                else:
+                    step(seat)
         except BaseException as err:  # reported below; the other clients finish their time
             errors.append(err)
 
     threads = [threading.Thread(target=trade, args=(seat,), daemon=True) for seat in seats]
     for thread in threads:
         thread.start()
+    server_before, client_before = server_cpu_seconds(), client_cpu_seconds()
     start_line.wait()
     started = time.perf_counter()
     for thread in threads:
         thread.join(seconds + 120)
     wall = time.perf_counter() - started
+    server_after, client_after = server_cpu_seconds(), client_cpu_seconds()
     if errors:
         raise RuntimeError(f"{len(errors)} client(s) failed: {errors[0]!r}") from errors[0]
     latencies = sorted(x for seat in seats for x in seat.latencies or ())
     counts: Counter[str] = Counter()
     for seat in seats:
         counts.update(seat.counts)
+    requests = max(1, len(latencies))
+    server_ms = (None if server_before is None or server_after is None
+                 else round((server_after - server_before) * 1000 / requests, 3))
     return {"clients": len(seats), "seconds": round(wall, 3), "requests": len(latencies),
             "orders_per_s": round(len(latencies) / wall, 1),
             "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
             "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
-            "max_ms": round(latencies[-1] * 1000, 2) if latencies else None, "mix": dict(sorted(counts.items()))}
+            "max_ms": round(latencies[-1] * 1000, 2) if latencies else None,
+            "server_cpu_ms_per_request": server_ms,
+            "client_cpu_ms_per_request": round((client_after - client_before) * 1000 / requests, 3),
+            "mix": dict(sorted(counts.items()))}
 
 
 def verify(settings: Any) -> dict[str, Any]:
@@ -179,6 +243,9 @@ def run_backend(name: str, database_url: str | None, args: argparse.Namespace) -
             view = MarketView(band=PriceBand(**listed["listed_band"]), previous_close_fen=REFERENCE_PRICE_FEN)
             seats = build_seats(roster, base_url=base_url, instrument=INSTRUMENT, seed=args.seed, latencies=[])
             drive(seats, view, seconds=1.0, tag="warm")  # every key checked once, connections open
+            floor = drive(seats, view, seconds=args.floor_seconds, tag="floor", step=read_clock)
+            print(f"  {name}: floor GET /v1/exchange/clock, {args.clients} clients {floor['orders_per_s']:,.0f}/s, "
+                  f"p50 {floor['p50_ms']} ms, p99 {floor['p99_ms']} ms", flush=True)
             single = drive(seats[:1], view, seconds=args.baseline_seconds, tag="one")
             print(f"  {name}: one client {single['orders_per_s']:,.0f} orders/s, p50 {single['p50_ms']} ms", flush=True)
             load = drive(seats, view, seconds=args.seconds, tag="all")
@@ -188,7 +255,8 @@ def run_backend(name: str, database_url: str | None, args: argparse.Namespace) -
                 seat.client.close()
             officer.close()
         checked = verify(settings)
-    return {"database": name, "workers": args.workers, "single_client": single, "load": load,
+    return {"database": name, "workers": args.workers, "floor_clock_reads": floor, "single_client": single,
+            "load": load,
             "ratio_vs_single_client": round(load["orders_per_s"] / single["orders_per_s"], 2)
             if single["orders_per_s"] else None, "verify": checked}
 
@@ -199,6 +267,22 @@ def core_baseline(orders: int, seed: int) -> dict[str, Any]:
     return {"orders": orders, "seconds": round(best, 4), "orders_per_s": round(orders / best)}
 
 
+def _cpu_ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def print_cpu_table(databases: dict[str, Any]) -> None:
+    """The request path's floor beside the orders, and the CPU per request of the server and of the clients."""
+    print(f"{'database':<12}{'phase':<13}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'server CPU ms/req':>19}"
+          f"{'client CPU ms/req':>19}")
+    for name, result in databases.items():
+        for phase, label in (("floor_clock_reads", "clock reads"), ("load", "orders")):
+            figures = result[phase]
+            print(f"{name:<12}{label:<13}{figures['orders_per_s']:>8,.0f}{figures['p50_ms']:>9.1f}"
+                  f"{figures['p99_ms']:>9.1f}{_cpu_ms(figures['server_cpu_ms_per_request']):>19}"
+                  f"{_cpu_ms(figures['client_cpu_ms_per_request']):>19}")
+
+
 def verdict(passed: bool) -> str:
     return "PASS" if passed else "FAIL"
 
@@ -207,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="measured load per database (default 10)")
     parser.add_argument("--baseline-seconds", type=float, default=4.0, help="one client alone (default 4)")
+    parser.add_argument("--floor-seconds", type=float, default=4.0,
+                        help="GET /v1/exchange/clock from every client, the request path's floor (default 4)")
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
     parser.add_argument("--databases", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql")
@@ -241,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{load['p99_ms']:>9.1f}{single['orders_per_s']:>11,.0f}{result['ratio_vs_single_client']:>11.2f}"
               f"{load['orders_per_s'] / core['orders_per_s']:>9.4f}  "
               f"{'ok' if checked['ok'] else 'FAILED'} ({checked['commands']} commands, {checked['trades']} trades)")
+    print_cpu_table(results["databases"])
     print(f"matching core alone: {core['orders_per_s']:,} orders/s (one core, {core['orders']:,} commands)")
     pg = results["databases"].get("postgresql")
     if pg is None:

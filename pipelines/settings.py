@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     access_token_minutes: int = Field(default=60, ge=1, le=24 * 60)
     session_hours: int = Field(default=8, ge=1, le=24 * 7)
     api_key_days: int = Field(default=365, ge=1, le=3 * 365)
+    #: How long an API process trusts a credential it has checked before reading it again (0: every request).
+    #: Changes made in the same process hold at once; this bounds how late another process's change is seen.
+    credential_cache_seconds: float = Field(default=5, ge=0, le=60)
     login_max_failures: int = Field(default=5, ge=1)
     login_window_minutes: int = Field(default=15, ge=1)
     password_min_length: int = Field(default=12, ge=8)

@@ -46,8 +46,8 @@ OrderId = Annotated[int, Path(ge=1, le=MAX_ID, description="the exchange's id of
 REFUSED: dict[int | str, dict[str, Any]] = {status: {"model": Problem} for status in (404, 409, 422, 429)}
 
 
-def order_rate_limit(request: Request, settings: SettingsDep) -> TokenBuckets | None:
-    """The per-account buckets of order entry (one per process), or None when disabled."""
+async def order_rate_limit(request: Request, settings: SettingsDep) -> TokenBuckets | None:
+    """The per-account buckets of order entry (one per process), or None when disabled (no I/O: on the loop)."""
     if settings.exchange_orders_per_minute <= 0:
         return None
     buckets: TokenBuckets | None = getattr(request.app.state, "exchange_limits", None)

@@ -4,22 +4,28 @@ Each function is one transaction. Changes to users and keys are written to the a
 transaction (never a password, a key or a token: the audit detail names the user, the role and the key id).
 Signing in with a password is throttled per login name: after ``login_max_failures`` failures within
 ``login_window_minutes`` that name is refused (even with the right password) until the window has passed.
+
+A change that ends or alters what a credential grants (sign-out, key revocation, a user disabled, re-bound
+or given a new password) marks its user in the session (:func:`mark_credentials_changed`); when that
+transaction commits, the API process's credential cache (``api.security.CredentialCache``, wired by
+:func:`forget_on_commit`) forgets the user, so the change holds for the very next request.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
-from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, event, func, select
+from sqlalchemy.orm import Session, SessionTransaction
 
 from accounting.review import USER_ROLES, Actor
 from api.security import (
+    CredentialCache,
     NewApiKey,
     VerifiedKeys,
     is_session_token,
@@ -77,6 +83,8 @@ class Authenticated:
     method: str
     session_digest: str | None = None
     csrf_digest: str | None = None
+    #: When the key or session ends (a cached sign-in is refused after it).
+    expires_at: datetime | None = None
 
 
 def hasher_for(settings: Settings) -> PasswordHasher:
@@ -87,6 +95,38 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
+#: ``Session.info`` key: the users whose credentials the session's transaction changes.
+CREDENTIALS_CHANGED = "carbon_credentials_changed"
+
+
+def mark_credentials_changed(session: Session, user_id: str) -> None:
+    """Record that this transaction changes what ``user_id``'s keys and sessions grant (see the module docstring)."""
+    session.info.setdefault(CREDENTIALS_CHANGED, set()).add(user_id)
+
+
+def forget_on_commit(cache: CredentialCache[Authenticated]) -> Callable[[], None]:
+    """Make every commit in this process that changes credentials forget their users in ``cache``; the undo.
+
+    Listens on every ``Session`` of the process (the API's, and a service called from a test or a script in
+    the same process). The marks are dropped when the outermost transaction ends, committed or not.
+    """
+
+    def forget(session: Session) -> None:
+        for user_id in session.info.get(CREDENTIALS_CHANGED, ()):
+            cache.forget_user(user_id)
+
+    def drop_marks(session: Session, transaction: SessionTransaction) -> None:
+        if transaction.parent is None:
+            session.info.pop(CREDENTIALS_CHANGED, None)
+
+    event.listen(Session, "after_commit", forget)
+    event.listen(Session, "after_transaction_end", drop_marks)
+
+    def undo() -> None:
+        event.remove(Session, "after_commit", forget)
+        event.remove(Session, "after_transaction_end", drop_marks)
+
+    return undo
 
 
 def actor_of(user: User) -> Actor:
@@ -201,6 +241,7 @@ def update_user(session: Session, settings: Settings, *, by: Actor, user_id: str
             _end_sessions(session, user_id)
     if changed:
         audit.append(session, actor=by, action="user_changed", target=f"user/{user_id}", detail=changed)
+        mark_credentials_changed(session, user_id)
     session.commit()
     return describe(user)
 
@@ -253,6 +294,7 @@ def revoke_key(session: Session, *, by: Actor, key_id: str, user_id: str | None 
         key.revoked_at = now_utc()
         audit.append(session, actor=by, action="api_key_revoked", target=f"user/{key.user_id}",
                      detail={"key_id": key_id})
+        mark_credentials_changed(session, key.user_id)
     session.commit()
     return describe_key(key)
 
@@ -298,6 +340,7 @@ def sign_out(session: Session, *, session_digest: str) -> None:
     row = session.get(AuthSession, session_digest)
     if row is not None and row.revoked_at is None:
         row.revoked_at = now_utc()
+        mark_credentials_changed(session, row.user_id)
     session.commit()
 
 
@@ -314,7 +357,7 @@ def authenticate(session: Session, settings: Settings, credentials: Credentials,
         if user is None or user.disabled_at is not None:
             return None
         return Authenticated(actor=actor_of(user), method=row.kind, session_digest=row.token_sha256,
-                             csrf_digest=row.csrf_sha256)
+                             csrf_digest=row.csrf_sha256, expires_at=row.expires_at)
     parsed = parse_api_key(credentials.token)
     if parsed is None or credentials.via_cookie:
         return None
@@ -333,7 +376,7 @@ def _authenticate_key(session: Session, settings: Settings, parsed: NewApiKey, p
     user = session.get(User, key.user_id)
     if user is None or user.disabled_at is not None:
         return None
-    return Authenticated(actor=actor_of(user), method="key")
+    return Authenticated(actor=actor_of(user), method="key", expires_at=key.expires_at)
 
 
 def csrf_matches(authenticated: Authenticated, presented: str | None) -> bool:

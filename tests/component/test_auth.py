@@ -1,6 +1,7 @@
 """Signing in: passwords, access tokens, API keys, browser sessions with CSRF, throttling, revocation.
 
-Runs the real application on both databases, with real Argon2id hashes (at a low cost, to stay fast).
+Runs the real application on both databases, with real Argon2id hashes (at a low cost, to stay fast), and
+its credential cache switched on (the default): every change below must hold on the very next request.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy import create_engine, select, text
 
 from accounting.review import Actor
 from api.main import create_app
+from api.security import CredentialCache
 from api.services import users as service
 from api.store.db import session_factory
 from api.store.schema import ApiKey, AuditEntry, User
@@ -128,7 +130,8 @@ def test_an_expired_key_is_refused_and_a_key_outlives_no_limit(zone: Zone) -> No
     assert too_long.status_code == 422 and too_long.json()["code"] == "invalid_expiry"
     key = zone.client.post("/v1/auth/keys", headers=bearer(token), json={"name": "short"}).json()["api_key"]
     assert zone.client.get("/v1/auth/me", headers=bearer(key)).status_code == 200
-    zone.sql("update api_keys set expires_at = '2000-01-01 00:00:00'")
+    zone.sql("update api_keys set expires_at = '2000-01-01 00:00:00'")  # as another process would
+    past_the_cache(zone)
     assert zone.client.get("/v1/auth/me", headers=bearer(key)).status_code == 401
 
 
@@ -211,3 +214,61 @@ def test_no_password_token_or_key_reaches_the_request_log(zone: Zone, caplog: py
     assert "carbon.request" in logged
     for secret in (PASSWORD, "wrong password", token, key, "li.na"):
         assert secret not in logged
+
+
+# --- the credential cache ------------------------------------------------------------------------------
+
+
+def credential_cache(zone: Zone) -> CredentialCache[service.Authenticated]:
+    cache: CredentialCache[service.Authenticated] = zone.client.app.state.credentials  # type: ignore[attr-defined]
+    return cache
+
+
+def past_the_cache(zone: Zone) -> None:
+    """Move the cache's clock past its time to live: what a change made by another process waits for."""
+    cache = credential_cache(zone)
+    real_clock, later = cache.clock, cache.ttl_seconds + 1
+    cache.clock = lambda: real_clock() + later
+
+
+def test_a_cached_key_session_or_binding_change_made_through_this_process_holds_on_the_next_request(
+        zone: Zone) -> None:
+    cache = credential_cache(zone)
+    token = sign_in(zone)
+    key = zone.client.post("/v1/auth/keys", headers=bearer(token), json={"name": "job"}).json()["api_key"]
+    key_id = key.split("_")[1]
+    other_plant = "914100000000000001"
+    for credential in (token, key):  # both checked once: from now on answered from the cache
+        assert zone.client.get(f"/v1/enterprises/{CHP_PLANT}", headers=bearer(credential)).status_code != 404
+    assert zone.client.get(f"/v1/enterprises/{other_plant}", headers=bearer(key)).status_code == 404
+    assert len(cache) == 2
+    rebound = zone.client.patch("/v1/users/li.na", headers=ADMIN, json={"enterprise_ids": [other_plant]})
+    assert rebound.status_code == 200
+    assert zone.client.get(f"/v1/enterprises/{CHP_PLANT}", headers=bearer(key)).status_code == 404
+    assert zone.client.get(f"/v1/enterprises/{other_plant}", headers=bearer(token)).status_code != 404
+    assert zone.client.delete(f"/v1/auth/keys/{key_id}", headers=bearer(token)).status_code == 200
+    assert zone.client.get("/v1/auth/me", headers=bearer(key)).status_code == 401
+    assert zone.client.post("/v1/auth/logout", headers=bearer(token)).status_code == 204
+    assert zone.client.get("/v1/auth/me", headers=bearer(token)).status_code == 401
+
+
+def test_a_change_made_by_another_process_is_seen_once_the_cache_entry_is_older_than_its_time_to_live(
+        zone: Zone) -> None:
+    token = sign_in(zone)
+    assert zone.client.get("/v1/auth/me", headers=bearer(token)).status_code == 200
+    zone.sql("update users set disabled_at = '2026-01-01 00:00:00' where user_id = 'li.na'")  # not through a Session
+    past_the_cache(zone)
+    assert zone.client.get("/v1/auth/me", headers=bearer(token)).status_code == 401
+
+
+def test_a_check_that_read_the_database_before_a_change_does_not_put_its_answer_back() -> None:
+    cache: CredentialCache[str] = CredentialCache(ttl_seconds=5)
+    before_the_change = cache.generation
+    cache.forget_user("li.na")  # committed while the check was reading
+    cache.remember(kind="header", token="ck_x", identity="li.na, enabled", user_id="li.na", expires_at=None,
+                   generation=before_the_change)
+    assert cache.recall(kind="header", token="ck_x", now=service.now_utc()) is None
+    cache.remember(kind="header", token="ck_x", identity="li.na, enabled", user_id="li.na", expires_at=None,
+                   generation=cache.generation)
+    assert cache.recall(kind="header", token="ck_x", now=service.now_utc()) == "li.na, enabled"
+    assert cache.recall(kind="cookie", token="ck_x", now=service.now_utc()) is None  # a header key is no cookie
