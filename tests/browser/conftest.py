@@ -57,9 +57,12 @@ def playwright_api() -> ModuleType:
     return api
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium() -> Iterator[Browser]:
-    """Headless Chromium, once per run; skipped (failed when CARBON_REQUIRE_BROWSER=1) when it is missing."""
+    """Headless Chromium, once for the browser tests; skipped (failed when CARBON_REQUIRE_BROWSER=1) when missing.
+
+    Closed after the browser tests: Playwright's event loop runs while it is open, and the Dagster runs of
+    the other tests must not meet it."""
     if not CHROMIUM.is_file():
         message = f"Chromium is not installed at {CHROMIUM}; install it (as root): {INSTALL}"
         if browser_required():
@@ -75,7 +78,7 @@ def chromium() -> Iterator[Browser]:
             browser.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser_zone(chromium: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserZone]:
     """The zone of ``tests.browser.zone`` and a live server over it."""
     data_dir = tmp_path_factory.mktemp("browser-zone")

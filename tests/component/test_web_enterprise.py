@@ -101,7 +101,11 @@ def test_the_home_lists_the_enterprises_the_user_acts_for_in_chinese(client: Tes
     chp = next(r for r in home.all(testid="my-enterprise") if r["data-enterprise"] == CHP)
     assert "郑州高新某某热电有限公司" in chp.text  # the registry's name
     assert [r["data-enterprise"] for r in page(client, "/ui/my", GAS_USER).all(testid="my-enterprise")] == [GAS]
-    english = client.get("/ui/my", headers=GAS_USER, cookies={"carbon_lang": "en"})
+    client.cookies.set("carbon_lang", "en")
+    try:
+        english = client.get("/ui/my", headers=GAS_USER)
+    finally:
+        client.cookies.clear()  # the module's other tests read the pages in Chinese
     assert 'lang="en"' in english.text and "My enterprises" in english.text
 
 
