@@ -11,7 +11,7 @@ to a thread and back costs more than most of them do (under load, a good part of
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -20,6 +20,7 @@ from fastapi import Depends, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from accounting.calculation import CalculationOptions
@@ -59,17 +60,29 @@ def get_snapshot_cursor(request: Request) -> Iterator[duckdb.DuckDBPyConnection]
 SnapshotDep = Annotated[duckdb.DuckDBPyConnection, Depends(get_snapshot_cursor)]
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """A database session for this request; services commit, anything left open is rolled back."""
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """A database session for this request; services commit, anything left open is rolled back.
+
+    A coroutine: opening a session does no I/O (it takes a connection at its first statement), and neither
+    does closing one whose work was committed, so both stay on the event loop. Only a session that still has
+    a transaction open (a read, or a change that failed) is closed in a worker thread: its rollback is a
+    round trip to the database, which must not hold up the loop.
+    """
     sessions: sessionmaker[Session] = request.app.state.sessions
-    with sessions() as session:
+    session = sessions()
+    try:
         yield session
+    finally:
+        if session.in_transaction():
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_library(request: Request) -> FactorLibrary:
+async def get_library(request: Request) -> FactorLibrary:
     """The factor library, opened and hash-verified once at startup."""
     library: FactorLibrary = request.app.state.library
     return library

@@ -521,7 +521,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _dagster_home(settings)
     python = sys.executable
     commands = [[python, "-m", "uvicorn", "api.main:create_app", "--factory", "--host", args.host,
-                 "--port", str(args.api_port), "--no-access-log"]]  # the API logs each request as JSON
+                 "--port", str(args.api_port), "--workers", str(args.workers),
+                 "--no-access-log"]]  # the API logs each request as JSON
     if not args.no_dagster:
         commands.append([python, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", args.host,
                          "-p", str(args.dagster_port)])
@@ -529,6 +530,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _interrupt)  # also when started with SIGINT ignored (a background job)
     processes = [subprocess.Popen(c, start_new_session=True, preexec_fn=_default_signals)  # noqa: S603, PLW1509
                  for c in commands]
+    print(f"Pages:      http://{args.host}:{args.api_port}/ui/  (sign in with a user of `carbon users`)", flush=True)
     print(f"API:        http://{args.host}:{args.api_port}  (OpenAPI at /docs)", flush=True)
     if not args.no_dagster:
         print(f"Dagster UI: http://{args.host}:{args.dagster_port}", flush=True)
@@ -603,6 +605,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--api-port", type=int, default=8000)
     serve.add_argument("--dagster-port", type=int, default=3000)
+    serve.add_argument("--workers", type=int, choices=range(1, 65), default=1, metavar="N",
+                       help="API worker processes (default 1; more than one wants PostgreSQL, whose writers do "
+                            "not queue for one lock)")
     serve.add_argument("--no-dagster", action="store_true", help="serve the API only")
     serve.set_defaults(handler=cmd_serve)
 

@@ -25,9 +25,12 @@ from api.routers import (
     zone,
 )
 
+#: The order is the order the application tries the routers in, one route pattern after another, for every
+#: request (no two routers share a path, so it changes no answer): the exchange, whose order entry is the
+#: busiest path by far, comes right after the health probes.
 ROUTERS: tuple[APIRouter, ...] = (
-    health.router, auth.router, users.router, registry.router, emissions.router, zone.router, calculations.router,
-    submissions.router, review.router, quality.router, restatements.router, ledger.router, approvals.router,
-    compliance.router, prices.router, allocation.router, auctions.router, exchange.router, reports.router,
+    health.router, exchange.router, auth.router, users.router, registry.router, emissions.router, zone.router,
+    calculations.router, submissions.router, review.router, quality.router, restatements.router, ledger.router,
+    approvals.router, compliance.router, prices.router, allocation.router, auctions.router, reports.router,
     templates.router,
 )

@@ -111,15 +111,19 @@ def _simulation(row: ExchangeClock) -> SimulationClock:
 
 def now(session: Session) -> datetime:
     """The exchange's moment: real time, or the rehearsal clock officers set."""
-    row = store.clock(session)
+    return _moment(store.clock(session))
+
+
+def _moment(row: ExchangeClock | None) -> datetime:
+    """The moment the clock ``row`` shows now (no row: real time)."""
     if row is None or row.mode == "real":
         return real_now()
     return _simulation(row).now(elapsed=max(real_now() - row.set_at, timedelta(0)))
 
 
 def describe_clock(session: Session) -> dict[str, Any]:
-    row = store.clock(session)
-    moment = now(session)
+    row = store.clock(session)  # read once: the moment and the settings described come from the same row
+    moment = _moment(row)
     if row is None:
         return {"mode": "real", "now": moment, "speed": 1, "step_seconds": 60, "set_by": None, "set_at": None}
     return {"mode": row.mode, "now": moment, "speed": row.speed, "step_seconds": row.step_seconds,
