@@ -23,6 +23,7 @@ from openpyxl import Workbook
 ExportFormat = Literal["json", "csv", "xlsx"]
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+UTF8_BOM = "\ufeff".encode()
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 #: For a route's ``responses``: the two download forms next to its JSON.
 EXPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -38,7 +39,8 @@ def neutralize(value: object) -> object:
     return value
 
 
-def _cell(value: object) -> object:
+def cell_value(value: object) -> object:
+    """A value as a cell: numbers stay numbers, None is empty, booleans are words, text is neutralized."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -53,8 +55,8 @@ def csv_bytes(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> byte
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow([neutralize(c) for c in columns])
     for row in rows:
-        writer.writerow([_cell(row.get(c)) for c in columns])
-    return "\ufeff".encode() + buffer.getvalue().encode("utf-8")
+        writer.writerow([cell_value(row.get(c)) for c in columns])
+    return UTF8_BOM + buffer.getvalue().encode("utf-8")
 
 
 def xlsx_bytes(columns: Sequence[str], rows: Iterable[Mapping[str, Any]], *, sheet: str) -> bytes:
@@ -64,7 +66,7 @@ def xlsx_bytes(columns: Sequence[str], rows: Iterable[Mapping[str, Any]], *, she
     worksheet.title = sheet[:31]
     worksheet.append([neutralize(c) for c in columns])
     for row in rows:
-        worksheet.append([_cell(row.get(c)) for c in columns])
+        worksheet.append([cell_value(row.get(c)) for c in columns])
     for line in worksheet.iter_rows(min_row=1):
         for cell in line:
             if isinstance(cell.value, str):

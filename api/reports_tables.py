@@ -17,26 +17,14 @@ from decimal import Decimal
 from openpyxl import Workbook
 
 from accounting.reports import Report, Table
-from api.exports import csv_bytes, neutralize
+from api.exports import UTF8_BOM, cell_value, csv_bytes, neutralize
 
-BOM = "\ufeff".encode()
 _SHEET_FORBIDDEN = str.maketrans(dict.fromkeys("[]:*?/\\", " "))
-
-
-def _value(value: object) -> object:
-    """A cell as written: numbers stay numbers (Decimal as float only inside XLSX), text is neutralized."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float | Decimal):
-        return value
-    return neutralize(str(value))
 
 
 def _facts_rows(report: Report) -> list[list[object]]:
     rows: list[list[object]] = [[report.title.both()]]
-    rows += [[fact.label.both(), _value(fact.value)] for fact in report.facts]
+    rows += [[fact.label.both(), cell_value(fact.value)] for fact in report.facts]
     rows.append([report.provenance.footer()])
     return rows
 
@@ -49,7 +37,7 @@ def _table_rows(table: Table) -> tuple[list[str], list[dict[str, object]]]:
 
 
 def _without_bom(content: bytes) -> bytes:
-    return content[len(BOM):] if content.startswith(BOM) else content
+    return content[len(UTF8_BOM):] if content.startswith(UTF8_BOM) else content
 
 
 def report_csv(report: Report) -> bytes:
@@ -62,7 +50,7 @@ def report_csv(report: Report) -> bytes:
         parts.append(b"\r\n")
         parts.append(_without_bom(csv_bytes([table.title.both()], [])))
         parts.append(_without_bom(csv_bytes(headers, rows)))
-    return BOM + b"".join(parts)
+    return UTF8_BOM + b"".join(parts)
 
 
 def _sheet_names(tables: Sequence[Table]) -> Iterable[str]:
@@ -101,5 +89,5 @@ def report_xlsx(report: Report) -> bytes:
 
 def _xlsx_cell(value: object) -> object:
     """XLSX has one number type: a Decimal (a target, a ratio) is written as its nearest float."""
-    written = _value(value)
+    written = cell_value(value)
     return float(written) if isinstance(written, Decimal) else written
