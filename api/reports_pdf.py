@@ -154,7 +154,13 @@ def _footer(report: Report) -> str:
 
 
 def pdf_bytes(report: Report) -> bytes:
-    """The report as a PDF document."""
+    """The report as a PDF document; each page says "page N of M" (laid out twice: first to count the pages)."""
+    pages = _laid_out(report, pages=None)[1]
+    return _laid_out(report, pages=pages)[0]
+
+
+def _laid_out(report: Report, *, pages: int | None) -> tuple[bytes, int]:
+    """The PDF and its number of pages; ``pages`` is the total to print on each page (None: not known yet)."""
     _register_fonts()
     styles = _styles()
     story: list[Flowable] = [Paragraph(mixed(report.title.both()), styles["title"]), _facts(report.facts, styles),
@@ -170,8 +176,7 @@ def pdf_bytes(report: Report) -> bytes:
         canvas.saveState()
         canvas.setFont(LATIN_FONT, 7)
         canvas.setFillColor(colors.HexColor("#444444"))
-        page = f"{document.page}"
-        canvas.drawRightString(PAGE[0] - MARGIN, 7 * mm, f"page {page}")
+        canvas.drawRightString(PAGE[0] - MARGIN, 7 * mm, f"page {document.page} of {pages or '?'}")
         _draw_mixed(canvas, MARGIN, 7 * mm, footer)
         _draw_mixed(canvas, MARGIN, PAGE[1] - 8 * mm, f"{report.title.both()} · {report.subject}")
         canvas.restoreState()
@@ -181,7 +186,7 @@ def pdf_bytes(report: Report) -> bytes:
                                  bottomMargin=MARGIN, title=report.title.en, author="zone carbon accounting",
                                  subject=report.subject, creator="zone carbon accounting", invariant=1)
     document.build(story, onFirstPage=decorate, onLaterPages=decorate)
-    return buffer.getvalue()
+    return buffer.getvalue(), document.page
 
 
 def _draw_mixed(canvas: Canvas, x: float, y: float, text: str) -> None:
