@@ -26,6 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from accounting.factors import load_library
 from api.access import authorize
 from api.body_limits import RequestLimits
+from api.docs_pages import install_docs
 from api.errors import install_error_handlers
 from api.openapi import problem_openapi
 from api.rate_limit import EXEMPT_PATHS, RateLimitMiddleware, TokenBuckets
@@ -69,7 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             engine.dispose()
 
     app = FastAPI(title="Zone carbon accounting API", version="1", description=DESCRIPTION, lifespan=lifespan,
-                  dependencies=[Depends(authorize)])  # every route: deny by default (api.access)
+                  dependencies=[Depends(authorize)],  # every route: deny by default (api.access)
+                  docs_url=None, redoc_url=None)  # api.docs_pages serves them without a CDN
     app.state.settings = resolved
     app.state.verified_keys = VerifiedKeys()
     app.state.credentials = CredentialCache[Authenticated](ttl_seconds=resolved.credential_cache_seconds)
@@ -81,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for page_router in WEB_ROUTERS:  # the web pages (api.web), before the static files they share a prefix with
         app.include_router(page_router)
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="static")
+    install_docs(app)
     install_page_errors(app)  # a page asks to sign in (303) and shows other errors as a page
     app.add_middleware(RequestLimits, max_bytes=resolved.max_upload_bytes)  # innermost: next to the routes
     install_middleware(app, resolved)

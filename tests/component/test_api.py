@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -539,4 +540,8 @@ def test_the_openapi_document_describes_both_upload_forms(client: TestClient) ->
     assert {"multipart/form-data", "application/json"} <= body.keys()
     assert "/v1/enterprises/{enterprise_id}/lineage/{period}" in spec["paths"]
     assert json.dumps(spec)  # serializable as a whole
-    assert client.get("/docs").status_code == 200
+    for page in ("/docs", "/redoc"):  # their scripts come from this server, not a CDN
+        answer = client.get(page)
+        sources = re.findall(r"""(?:src|href)=["']([^"']+)["']""", answer.text)
+        assert answer.status_code == 200 and sources and all(s.startswith("/") for s in sources), sources
+        assert all(client.get(s).status_code == 200 for s in sources)
