@@ -67,6 +67,14 @@ def translator(language: str) -> Translate:
     return translate
 
 
+@cache
+def problem_messages(language: str) -> dict[str, str]:
+    """What each error code of the API means, in ``language`` (the ``problem`` section): the page script shows it
+    beside the API's own (English, technical) detail when an action or an upload is refused."""
+    return {key.removeprefix("problem."): entry[language] for key, entry in catalog().items()
+            if key.startswith("problem.")}
+
+
 def language_of(request: Request) -> str:
     """The reader's language: the ``carbon_lang`` cookie when it names a known one, else Chinese."""
     chosen = request.cookies.get(LANGUAGE_COOKIE, "")

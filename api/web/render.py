@@ -30,7 +30,7 @@ from accounting.market_rules import CHINA_TZ
 from accounting.review import Actor
 from api.services.users import Authenticated
 from api.web.exports import export_href, requested_export, table_download
-from api.web.i18n import LANGUAGES, language_of, translator
+from api.web.i18n import LANGUAGES, language_of, problem_messages, translator
 
 TEMPLATES = Path(__file__).with_name("templates")
 STATIC = Path(__file__).with_name("static")
@@ -133,7 +133,7 @@ def render(request: Request, name: str, *, status_code: int = 200, **context: An
     here = path + (f"?{request.url.query}" if request.url.query else "")
     page = environment().get_template(name).render(
         request=request, t=translator(lang), lang=lang, languages=LANGUAGES, user=user, nav=nav_for(user, path=path),
-        path=path, here=here, **context)
+        path=path, here=here, problems=problem_messages(lang), **context)
     table_id = requested_export(request)
     if table_id is not None and status_code == 200 and path.startswith("/ui/"):
         return table_download(request, page, table_id=table_id)

@@ -3,6 +3,7 @@ which page (``api.access.PAGE_POLICY``, walked here as ``test_access.py`` walks 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,11 +16,12 @@ from accounting.review import USER_ROLES
 from api.access import PAGE_POLICY, Rule
 from api.main import create_app
 from api.openapi import api_routes
-from api.web.i18n import LANGUAGES, catalog
+from api.web.i18n import LANGUAGES, catalog, problem_messages
 from api.web.render import china_time, format_number
 from pipelines.settings import Settings
 from tests.auth_support import ADMIN, ENGINEER, OFFICER, TRADER, VERIFIER, enterprise
 from tests.component.web_support import Page, template_message_keys
+from tests.conftest import ROOT
 
 OWN = "914101022286058318"
 OTHER = "91410102170679896E"
@@ -179,3 +181,19 @@ def test_stored_utc_times_are_shown_as_china_time() -> None:
     assert china_time(datetime(2024, 12, 31, 16, 30)) == "2025-01-01 00:30:00"  # naive: stored as UTC
     assert china_time("2024-12-31T16:30:00+00:00", "%Y-%m-%d") == "2025-01-01"
     assert china_time(None) == ""
+
+
+def test_pages_carry_what_each_api_error_code_means_in_their_language(client: TestClient) -> None:
+    sources = "\n".join(path.read_text(encoding="utf-8") for package in ("accounting", "api")
+                        for path in (ROOT / package).rglob("*.py"))
+    meanings = problem_messages("zh")
+    assert {"invalid_file", "late_submission", "transition_not_allowed", "market_closed"} <= meanings.keys()
+    assert [code for code in meanings if f'"{code}"' not in sources and code != "network_error"] == []
+    for lang, cookie in (("zh", None), ("en", "en")):
+        if cookie:
+            client.cookies.set("carbon_lang", cookie)
+        try:
+            page = Page.parse(client.get("/ui/zone", headers=OFFICER).text)
+        finally:
+            client.cookies.clear()
+        assert json.loads(page.one(tag="body")["data-problems"]) == problem_messages(lang)

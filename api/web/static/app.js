@@ -38,10 +38,12 @@ const Carbon = (() => {
     box.hidden = false;
     box.dataset.code = (problem && problem.code) || "";
     const head = document.createElement("p");
+    const meanings = JSON.parse(document.body.dataset.problems || "{}");
+    const code = (problem && problem.code) || "";
     const strong = document.createElement("strong");
-    strong.textContent = `${status} ${(problem && problem.code) || ""}`;
+    strong.textContent = meanings[code] || `${status} ${code}`;
     head.appendChild(strong);
-    head.append(" " + ((problem && problem.detail) || ""));
+    head.append(` (${status} ${code}) ` + ((problem && problem.detail) || ""));
     box.appendChild(head);
     const errors = (problem && Array.isArray(problem.errors)) ? problem.errors : [];
     if (!errors.length) return;
@@ -63,7 +65,10 @@ const Carbon = (() => {
       row.dataset.testid = "error-row";
       if (error.row !== undefined && error.row !== null) row.dataset.row = error.row;
       if (error.column) row.dataset.column = error.column;
-      columns.forEach((name) => cell(row, Array.isArray(error[name]) ? error[name].join(".") : error[name]));
+      columns.forEach((name) => {
+        const td = cell(row, Array.isArray(error[name]) ? error[name].join(".") : error[name]);
+        if (name === "code" && meanings[error.code]) { td.textContent = meanings[error.code]; td.title = error.code; }
+      });
     });
     box.appendChild(table);
   }
