@@ -331,7 +331,8 @@ def _combustion_rows(lines: Sequence[Mapping[str, Any]]) -> tuple[Row, ...]:
     keys = ("item", "unit_canonical", "ncv_used", "ncv_source", "carbon_content_used", "carbon_content_unit_used",
             "carbon_content_source", "oxidation_rate_used", "oxidation_rate_source", "edition")
     rows: list[Row] = []
-    for group in group_lines(lines, keys=keys, sums=("quantity_canonical", "heat_gj", "co2_t", "tco2e")):
+    groups = group_lines(lines, keys=keys, sums=("quantity_canonical", "heat_gj", "co2_t", "tco2e"))
+    for group in sorted(groups, key=lambda g: str(g["item"])):  # by fuel; a fuel's parameter sets by first month
         unit = str(group["unit_canonical"] or "")
         rows.append({
             "item": item_label(group["item"]).both(), "months": months_text(group["periods"]),

@@ -86,6 +86,17 @@ BALANCE = {"period": "2024", "combustion_tco2e": 66.0, "process_tco2e": 44.0, "p
                                                     "tco2e_per_unit": 15.206}]}
 
 
+def test_combustion_rows_keep_each_fuels_parameter_sets_together() -> None:
+    coal = {**DIESEL, "item": "bituminous_coal", "ncv_source": "measured"}
+    lines = [_line("combustion", "2024-01", 10.0, quantity_canonical=5.0, heat_gj=100.0, **{**coal, "ncv_used": 20.1}),
+             _line("combustion", "2024-02", 3.0, quantity_canonical=1.0, heat_gj=42.0, **DIESEL),
+             _line("combustion", "2024-03", 11.0, quantity_canonical=5.0, heat_gj=105.0, **{**coal, "ncv_used": 21.0})]
+    report = enterprise_ghg_report(entity=Entity.from_row(ENTERPRISE, {"name": "热电厂"}), year=2024,
+                                   balance={**BALANCE, "combustion_tco2e": 24.0}, lines=lines, factors=[])
+    assert [(r["item"].split()[-1], r["months"]) for r in report.table("combustion").rows] == [
+        ("coal", "1"), ("coal", "3"), ("diesel", "2")]
+
+
 def test_the_enterprise_report_lays_out_sources_with_their_factors_and_the_balance_totals() -> None:
     report = enterprise_ghg_report(entity=Entity.from_row(ENTERPRISE, {"name": "热电厂"}), year=2024, balance=BALANCE,
                                    lines=LINES, factors=[{"factor_id": "cn.c1.diesel.ncv", "value": 42.652}])
