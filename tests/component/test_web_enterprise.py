@@ -17,7 +17,6 @@ from fastapi.testclient import TestClient
 
 from accounting.ledger import transfer_entry
 from accounting.review import Actor
-from api.main import create_app
 from api.services import ledger as ledger_service
 from api.store.db import session_factory
 from api.store.schema import AllocationRow, PeriodReview, VerifiedEmissions
@@ -26,9 +25,7 @@ from api.web.render import format_number
 from pipelines.settings import Settings
 from tests.auth_support import ENGINEER, OFFICER, TRADER, VERIFIER, enterprise
 from tests.component.web_support import Page, squash
-from tests.conftest import zone_settings
-from tests.review_support import enterprise_month, record_published
-from tests.support import load_zone
+from tests.review_support import enterprise_month, review_zone
 
 CHP = "914101022286058318"
 GAS = "91410102170679896E"
@@ -67,19 +64,13 @@ def lock_and_allocate(settings: Settings) -> None:
 @pytest.fixture(scope="module")
 def client(published_zone: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     data_dir = tmp_path_factory.mktemp("web-enterprise")
-    settings = zone_settings(data_dir, database_url=f"sqlite:///{data_dir / 'carbon.sqlite'}",
-                             serving_path=published_zone.serving, rate_limit_per_minute=0)
-    load_zone(settings, months=MONTHS)
-    record_published(settings, published_zone, months=MONTHS)
-    lock_and_allocate(settings)
-    try:
-        with TestClient(create_app(settings)) as test_client:
-            rejected = test_client.post(f"/v1/review/periods/{CHP}/2024-01/actions", headers=OFFICER,
-                                        json={"action": "reject", "reason": COMMENT})
-            assert rejected.status_code == 200, rejected.text
-            yield test_client
-    finally:
-        session_factory(settings).kw["bind"].dispose()
+    with review_zone(data_dir, database_url=f"sqlite:///{data_dir / 'carbon.sqlite'}", published=published_zone,
+                     months=MONTHS, serving_path=published_zone.serving, rate_limit_per_minute=0) as zone:
+        lock_and_allocate(zone.settings)
+        rejected = zone.client.post(f"/v1/review/periods/{CHP}/2024-01/actions", headers=OFFICER,
+                                    json={"action": "reject", "reason": COMMENT})
+        assert rejected.status_code == 200, rejected.text
+        yield zone.client
 
 
 def page(client: TestClient, url: str, headers: dict[str, str], *, status: int = 200) -> Page:

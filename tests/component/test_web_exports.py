@@ -20,14 +20,11 @@ from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 
 from api.main import create_app
-from api.store.db import session_factory
 from pipelines.settings import Settings
 from tests.auth_support import OFFICER, VERIFIER, enterprise
 from tests.component.web_support import TEMPLATES, Element, Page, squash
-from tests.conftest import zone_settings
 from tests.exchange_support import INSTRUMENT, QIAN, ZHOU, Market, market
-from tests.review_support import record_published
-from tests.support import load_zone
+from tests.review_support import review_zone
 
 CHP = "914101022286058318"
 GAS = "91410102170679896E"
@@ -40,18 +37,12 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 @pytest.fixture(scope="module")
 def client(published_zone: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     data_dir = tmp_path_factory.mktemp("web-exports")
-    settings = zone_settings(data_dir, database_url=f"sqlite:///{data_dir / 'carbon.sqlite'}",
-                             serving_path=published_zone.serving, rate_limit_per_minute=0)
-    load_zone(settings, months=("2024-01",))
-    record_published(settings, published_zone, months=("2024-01",))
-    try:
-        with TestClient(create_app(settings)) as test_client:
-            commented = test_client.post(f"/v1/review/periods/{CHP}/2024-01/actions", headers=OFFICER,
-                                         json={"action": "comment", "reason": FORMULA_COMMENT})
-            assert commented.status_code == 200, commented.text
-            yield test_client
-    finally:
-        session_factory(settings).kw["bind"].dispose()
+    with review_zone(data_dir, database_url=f"sqlite:///{data_dir / 'carbon.sqlite'}", published=published_zone,
+                     months=("2024-01",), serving_path=published_zone.serving, rate_limit_per_minute=0) as zone:
+        commented = zone.client.post(f"/v1/review/periods/{CHP}/2024-01/actions", headers=OFFICER,
+                                     json={"action": "comment", "reason": FORMULA_COMMENT})
+        assert commented.status_code == 200, commented.text
+        yield zone.client
 
 
 @pytest.fixture(scope="module")
