@@ -59,6 +59,18 @@ def csv_bytes(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> byte
     return UTF8_BOM + buffer.getvalue().encode("utf-8")
 
 
+def workbook_bytes(workbook: Workbook) -> bytes:
+    """The workbook as a file, every text cell typed as text (never a formula)."""
+    for worksheet in workbook.worksheets:
+        for line in worksheet.iter_rows(min_row=1):
+            for cell in line:
+                if isinstance(cell.value, str):
+                    cell.data_type = "s"
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
 def xlsx_bytes(columns: Sequence[str], rows: Iterable[Mapping[str, Any]], *, sheet: str) -> bytes:
     workbook = Workbook(write_only=False)
     worksheet = workbook.active
@@ -67,23 +79,23 @@ def xlsx_bytes(columns: Sequence[str], rows: Iterable[Mapping[str, Any]], *, she
     worksheet.append([neutralize(c) for c in columns])
     for row in rows:
         worksheet.append([cell_value(row.get(c)) for c in columns])
-    for line in worksheet.iter_rows(min_row=1):
-        for cell in line:
-            if isinstance(cell.value, str):
-                cell.data_type = "s"  # text, never a formula
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    return buffer.getvalue()
+    return workbook_bytes(workbook)
 
 
-def download(fmt: ExportFormat, *, name: str, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> Response:
-    """The table as a CSV or XLSX attachment named ``name``.csv / .xlsx."""
+def attachment(content: bytes, *, media_type: str, filename: str) -> Response:
+    """A file to download, named ``filename``."""
+    return Response(content, media_type=media_type,
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+def download(fmt: ExportFormat, *, name: str, columns: Sequence[str], rows: Iterable[Mapping[str, Any]],
+             sheet: str | None = None) -> Response:
+    """The table as a CSV or XLSX attachment named ``name``.csv / .xlsx (its sheet named ``sheet``, else ``name``)."""
     if fmt == "csv":
         content, media_type = csv_bytes(columns, rows), CSV_MEDIA_TYPE
     else:
-        content, media_type = xlsx_bytes(columns, rows, sheet=name), XLSX_MEDIA_TYPE
-    return Response(content, media_type=media_type,
-                    headers={"Content-Disposition": f'attachment; filename="{name}.{fmt}"'})
+        content, media_type = xlsx_bytes(columns, rows, sheet=sheet or name), XLSX_MEDIA_TYPE
+    return attachment(content, media_type=media_type, filename=f"{name}.{fmt}")
 
 
 def flatten(record: Mapping[str, Any], *, prefix: str = "") -> dict[str, Any]:

@@ -10,14 +10,13 @@ and run.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
 from openpyxl import Workbook
 
 from accounting.reports import Report, Table
-from api.exports import UTF8_BOM, cell_value, csv_bytes, neutralize
+from api.exports import UTF8_BOM, cell_value, csv_bytes, neutralize, workbook_bytes
 
 _SHEET_FORBIDDEN = str.maketrans(dict.fromkeys("[]:*?/\\", " "))
 
@@ -77,14 +76,7 @@ def report_xlsx(report: Report) -> bytes:
         sheet.append([neutralize(h) for h in headers])
         for row in rows:
             sheet.append([_xlsx_cell(row.get(h)) for h in headers])
-    for sheet in workbook.worksheets:
-        for line in sheet.iter_rows(min_row=1):
-            for cell in line:
-                if isinstance(cell.value, str):
-                    cell.data_type = "s"  # text, never a formula
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    return buffer.getvalue()
+    return workbook_bytes(workbook)
 
 
 def _xlsx_cell(value: object) -> object:

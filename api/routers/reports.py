@@ -18,7 +18,7 @@ from accounting.ledger import FIRST_VINTAGE, LAST_VINTAGE
 from accounting.reports import Report, format_cell
 from api.deps import SessionDep, SettingsDep, SnapshotDep
 from api.errors import NotFoundError
-from api.exports import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE
+from api.exports import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE, attachment
 from api.reports_pdf import pdf_bytes
 from api.reports_tables import report_csv, report_xlsx
 from api.schemas import Problem
@@ -102,8 +102,7 @@ def _answer(report: Report, fmt: ReportFormat, request: Request) -> ReportOut | 
         "csv": lambda: (report_csv(report), CSV_MEDIA_TYPE),
         "xlsx": lambda: (report_xlsx(report), XLSX_MEDIA_TYPE),
     }[fmt]()
-    return Response(content, media_type=media_type,
-                    headers={"Content-Disposition": f'attachment; filename="{stem}.{fmt}"'})
+    return attachment(content, media_type=media_type, filename=f"{stem}.{fmt}")
 
 
 def _found(build: Any) -> Report:

@@ -6,26 +6,19 @@ parser reads back; a file downloaded here, filled in, is accepted as it is.
 
 from __future__ import annotations
 
-import io
-
 from fastapi import APIRouter, Response
 from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font
 
 from accounting.activity import COLUMNS, TEMPLATE_VERSION
 from accounting.activity_template import DESCRIPTION_HEADER, DESCRIPTION_SHEET, TEMPLATE_SHEET, description_rows
-from api.exports import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE, csv_bytes, neutralize
+from api.exports import XLSX_MEDIA_TYPE, attachment, download, neutralize, workbook_bytes
 from api.schemas import Problem
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"],
                    responses={401: {"model": Problem}, 403: {"model": Problem}})
 
 FILE_STEM = f"activity-template-v{TEMPLATE_VERSION}"
-
-
-def _attachment(content: bytes, media_type: str, suffix: str) -> Response:
-    return Response(content, media_type=media_type,
-                    headers={"Content-Disposition": f'attachment; filename="{FILE_STEM}.{suffix}"'})
 
 
 def template_xlsx() -> bytes:
@@ -47,13 +40,10 @@ def template_xlsx() -> bytes:
         explained.append([neutralize(text) for text in row])
     for line in explained.iter_rows(min_row=1):
         for cell in line:
-            cell.data_type = "s"  # text, never a formula
             cell.alignment = Alignment(wrap_text=True, vertical="top")
     for letter, width in zip("ABCDEF", (26, 16, 40, 40, 24, 80), strict=True):
         explained.column_dimensions[letter].width = width
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    return buffer.getvalue()
+    return workbook_bytes(workbook)
 
 
 @router.get("/activity.csv", response_class=Response,
@@ -61,7 +51,7 @@ def template_xlsx() -> bytes:
                              "description": "the header row of template version 1, UTF-8 with a byte-order mark"}})
 def activity_csv() -> Response:
     """The blank template as CSV: the header row only (UTF-8 with a byte-order mark, for Excel in Chinese)."""
-    return _attachment(csv_bytes(COLUMNS, []), CSV_MEDIA_TYPE, "csv")
+    return download("csv", name=FILE_STEM, columns=COLUMNS, rows=[])
 
 
 @router.get("/activity.xlsx", response_class=Response,
@@ -69,4 +59,4 @@ def activity_csv() -> Response:
                              "description": "the template and, on its second sheet, every column explained"}})
 def activity_xlsx() -> Response:
     """The blank template as XLSX, with a second sheet explaining every column in Chinese and English."""
-    return _attachment(template_xlsx(), XLSX_MEDIA_TYPE, "xlsx")
+    return attachment(template_xlsx(), media_type=XLSX_MEDIA_TYPE, filename=f"{FILE_STEM}.xlsx")

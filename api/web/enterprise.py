@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import duckdb
 from fastapi import APIRouter, Query, Request
 from sqlalchemy.orm import Session
-from starlette.responses import HTMLResponse
+from starlette.responses import Response
 
 from accounting.calculation import TOTAL_COLUMNS
 from accounting.ledger import FIRST_VINTAGE, LAST_VINTAGE
@@ -107,7 +107,7 @@ def emissions_figure(rows: list[dict[str, Any]], *, t: Translate) -> dict[str, A
 
 
 @router.get("/my")
-def my_enterprises(request: Request, session: SessionDep, actor: ActorDep) -> HTMLResponse:
+def my_enterprises(request: Request, session: SessionDep, actor: ActorDep) -> Response:
     """The enterprises the user acts for, each with how many of its periods stand in each review state."""
     enterprises = []
     for enterprise_id in sorted(actor.enterprise_ids):
@@ -124,7 +124,7 @@ def my_enterprises(request: Request, session: SessionDep, actor: ActorDep) -> HT
 
 @router.get("/my/{enterprise_id}")
 def my_enterprise(enterprise_id: str, request: Request, session: SessionDep, cursor: SnapshotDep,
-                  settings: SettingsDep, actor: ActorDep, year: YearQuery = None) -> HTMLResponse:
+                  settings: SettingsDep, actor: ActorDep, year: YearQuery = None) -> Response:
     """One enterprise: its months and the reviewers' comments, its emissions, allowances and holdings, reports."""
     found = registered(session, enterprise_id=enterprise_id)
     periods = periods_of(session, actor=actor, enterprise_id=enterprise_id)
@@ -143,7 +143,7 @@ def my_enterprise(enterprise_id: str, request: Request, session: SessionDep, cur
 
 
 @router.get("/my/{enterprise_id}/upload")
-def upload_page(enterprise_id: str, request: Request, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
+def upload_page(enterprise_id: str, request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """The blank template, and a form that sends a filled-in file to ``POST /v1/submissions``."""
     found = registered(session, enterprise_id=enterprise_id)
     return render(request, "enterprise/upload.html", enterprise=found, templates=TEMPLATE_LINKS,

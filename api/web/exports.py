@@ -23,10 +23,10 @@ from typing import Literal
 from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import Response
 
 from api.errors import InvalidOptionsError, NotFoundError
-from api.exports import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE, csv_bytes, xlsx_bytes
+from api.exports import download
 
 EXPORT_PARAM = "export"
 FORMAT_PARAM = "format"
@@ -221,20 +221,12 @@ def file_stem(path: str, *, table_id: str) -> str:
     return "-".join(UNSAFE_IN_NAME.sub("_", p) for p in parts)
 
 
-class TableDownload(HTMLResponse):
-    """A table of a page as a file.
-
-    Typed as the page's ``HTMLResponse`` so that every page route, declared as answering HTML, answers its tables
-    through the same ``render`` call; the media type and the attachment header are the file's.
-    """
-
-
 def requested_export(request: Request) -> str | None:
     """The table id a page request asks to download (``?export=``), or None for the page itself."""
     return request.query_params.get(EXPORT_PARAM)
 
 
-def table_download(request: Request, page: str, *, table_id: str) -> TableDownload:
+def table_download(request: Request, page: str, *, table_id: str) -> Response:
     """The table ``table_id`` of the rendered ``page`` in the ``format`` the request asks for."""
     fmt = request.query_params.get(FORMAT_PARAM, "")
     if fmt not in TABLE_FORMATS:
@@ -243,11 +235,7 @@ def table_download(request: Request, page: str, *, table_id: str) -> TableDownlo
     if table is None:
         raise NotFoundError(f"this page has no table '{table_id}'", code="table_not_found")
     records = [dict(zip(table.columns, row, strict=True)) for row in table.rows]
-    name = file_stem(request.url.path, table_id=table_id)
-    if fmt == "csv":
-        content, media_type = csv_bytes(table.columns, records), CSV_MEDIA_TYPE
-    else:
-        sheet = UNSAFE_IN_NAME.sub("_", table_id)
-        content, media_type = xlsx_bytes(table.columns, records, sheet=sheet), XLSX_MEDIA_TYPE
-    return TableDownload(content, media_type=media_type, headers={
-        "Content-Disposition": f'attachment; filename="{name}.{fmt}"', "Cache-Control": "no-store"})
+    answer = download(fmt, name=file_stem(request.url.path, table_id=table_id), columns=table.columns, rows=records,
+                      sheet=UNSAFE_IN_NAME.sub("_", table_id))
+    answer.headers["Cache-Control"] = "no-store"  # one user's data, like the page
+    return answer

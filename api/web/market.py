@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import duckdb
 from fastapi import APIRouter, Query, Request
 from sqlalchemy.orm import Session
-from starlette.responses import HTMLResponse
+from starlette.responses import Response
 
 from accounting.ledger import FIRST_VINTAGE, LAST_VINTAGE
 from api.deps import ActorDep, SessionDep, SettingsDep, SnapshotDep
@@ -93,7 +93,7 @@ def zone_default_year(cursor: duckdb.DuckDBPyConnection) -> int:
 
 @router.get("/rights/{enterprise_id}")
 def balance_page(enterprise_id: str, request: Request, session: SessionDep, cursor: SnapshotDep,
-                 settings: SettingsDep, year: YearQuery = None) -> HTMLResponse:
+                 settings: SettingsDep, year: YearQuery = None) -> Response:
     """Where an enterprise stands for a year: allocation, holdings, pledges, surrendered, shortfall."""
     found = registered(session, enterprise_id=enterprise_id)
     chosen = year if year is not None else default_year(published_years(cursor, enterprise_id=enterprise_id))
@@ -113,7 +113,7 @@ def compliance_figure(report: dict[str, Any], *, t: Translate) -> dict[str, Any]
 
 @router.get("/rights")
 def zone_compliance_page(request: Request, session: SessionDep, cursor: SnapshotDep, settings: SettingsDep,
-                         year: YearQuery = None) -> HTMLResponse:
+                         year: YearQuery = None) -> Response:
     """The zone compliance report of a year: each enterprise compliant, in deficit or in surplus, and the totals."""
     chosen = year if year is not None else zone_default_year(cursor)
     report = compliance.zone_report(session, settings=settings, year=chosen)
@@ -128,14 +128,14 @@ def zone_compliance_page(request: Request, session: SessionDep, cursor: Snapshot
 
 
 @router.get("/market")
-def market_page(request: Request, session: SessionDep) -> HTMLResponse:
+def market_page(request: Request, session: SessionDep) -> Response:
     """Every listed instrument with its trading day, previous close, bands and session state."""
     instruments = exchange_service.list_instruments(session)
     return render(request, "market/market.html", instruments=instruments, yuan=yuan)
 
 
 @router.get("/market/auctions")
-def auctions_page(request: Request, session: SessionDep, actor: ActorDep) -> HTMLResponse:
+def auctions_page(request: Request, session: SessionDep, actor: ActorDep) -> Response:
     """Every auction and its result; officers and verifiers also see who won what (the auction report)."""
     listed = auction_service.list_auctions(session)
     reports: dict[str, dict[str, Any]] = {}
@@ -185,7 +185,7 @@ def candle_day(days: list[dict[str, Any]], *, view: dict[str, Any], day: date | 
 
 @router.get("/market/{instrument}")
 def instrument_page(instrument: str, request: Request, session: SessionDep, actor: ActorDep, day: DayQuery = None,
-                    granularity: GranularityQuery = 300) -> HTMLResponse:
+                    granularity: GranularityQuery = 300) -> Response:
     """An instrument: daily bars, the day's candles, five levels of depth, the latest trades; officers' controls."""
     view = exchange_service.instrument_view(session, instrument=instrument)
     days = exchange_service.daily(session, instrument=instrument, day_from=None, day_to=None, limit=DAYS_SHOWN)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
-from starlette.responses import HTMLResponse
+from starlette.responses import Response
 
 from accounting.review import STATUSES
 from api.deps import ActorDep, SessionDep, SettingsDep, SnapshotDep
@@ -53,7 +53,7 @@ def _require_known(cursor: SnapshotDep, enterprise_id: str) -> dict[str, object]
 
 @router.get("/zone")
 def zone_overview(request: Request, cursor: SnapshotDep, session: SessionDep, settings: SettingsDep,
-                  actor: ActorDep, year: YearQuery = None) -> HTMLResponse:
+                  actor: ActorDep, year: YearQuery = None) -> Response:
     """Emissions and energy by month, sector and category; intensities against the targets; key emitters; alerts."""
     targets = views.Targets.from_settings(settings)
     months = views.zone_months(cursor, year=year, targets=targets)
@@ -80,7 +80,7 @@ def enterprise_list(
     order: Literal["asc", "desc"] = "asc",
     limit: PageSize = 25,
     offset: Offset = 0,
-) -> HTMLResponse:
+) -> Response:
     """The registry with search, filters (sector, category, status, failed checks), sorting and paging."""
     limit, offset = paged(request, limit, offset)
     query = views.EnterpriseQuery(q=q, sector_code=sector_code, category=category, status=status, failed=failed,
@@ -98,7 +98,7 @@ def enterprise_page(
     enterprise_id: Annotated[str, Path(min_length=1, max_length=18)],
     year: YearQuery = None,
     period: Annotated[str | None, Query(pattern=PERIOD_PATTERN, description="the month to review")] = None,
-) -> HTMLResponse:
+) -> Response:
     """Monthly trend by source and scope (each number links to its lineage) and the review of one month."""
     enterprise = _require_known(cursor, enterprise_id)
     balances = views.enterprise_balances(cursor, enterprise_id=enterprise_id,
@@ -120,7 +120,7 @@ def lineage_page(
     enterprise_id: Annotated[str, Path(min_length=1, max_length=18)],
     period: Annotated[str, Path(pattern=PERIOD_PATTERN)],
     line: Annotated[Group, Query(description="which lines: a source, a scope, net, energy or all")] = "all",
-) -> HTMLResponse:
+) -> Response:
     """The lines behind a number: input row, unit conversion, factor and the document it comes from."""
     enterprise = _require_known(cursor, enterprise_id)
     found = views.lineage(cursor, enterprise_id=enterprise_id, period=period, group=line)
@@ -139,7 +139,7 @@ def review_queue(
     held: Annotated[Literal["", "true", "false"], Query()] = "",
     limit: PageSize = 50,
     offset: Offset = 0,
-) -> HTMLResponse:
+) -> Response:
     """The review queue of the API (``/v1/review/queue``) with its filters, for verifiers and officers."""
     limit, offset = paged(request, limit, offset)
     statuses = tuple(s for s in status if s and s != "none") or ("calculated", "in_review", "verified")

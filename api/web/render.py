@@ -24,7 +24,7 @@ from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 
 from accounting.market_rules import CHINA_TZ
 from accounting.review import Actor
@@ -125,7 +125,7 @@ PAGE_HEADERS = {
 }
 
 
-def render(request: Request, name: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:
+def render(request: Request, name: str, *, status_code: int = 200, **context: Any) -> Response:
     """The page ``name`` (a path under ``templates/``) in the reader's language, or one of its tables as a file."""
     lang = language_of(request)
     user = signed_in_user(request)

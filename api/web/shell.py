@@ -19,7 +19,6 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
-from starlette.responses import HTMLResponse
 
 from api.errors import HANDLERS, NotFoundError
 from api.request_log import REQUEST_ID_HEADER
@@ -56,7 +55,7 @@ def plotly_bundle() -> Path:
 
 @router.get("/login")
 def login_page(request: Request, next_page: Annotated[str, Query(alias="next", max_length=2000)] = HOME
-               ) -> HTMLResponse:
+               ) -> Response:
     """The sign-in form; its script posts to ``/v1/auth/session`` and then opens ``next``."""
     return render(request, "login.html", next_page=safe_next(next_page))
 
