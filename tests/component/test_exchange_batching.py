@@ -21,18 +21,16 @@ from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from accounting import exchange as ex
-from accounting.ledger import CNY, CREDIT, DEBIT, JournalEntry, Posting
 from accounting.market_rules import CHINA_TZ, InstrumentRules
 from accounting.review import Actor
 from api.services import exchange
 from api.services import ledger as ledger_service
 from api.store.db import create_db_engine, create_schema, make_session_factory
 from api.store.schema import ExchangeCommand, ExchangeOrder
+from tests.exchange_support import INSTRUMENT, SETUP, fund
 
-INSTRUMENT = "CEA-2025"
 TRADERS = 12
 MONDAY_10 = datetime(2026, 3, 2, 10, 0, tzinfo=CHINA_TZ)
-SETUP = Actor(actor_id="test-setup", role="officer")
 
 
 @dataclass
@@ -59,13 +57,7 @@ def market(database_url: str) -> Iterator[Market]:
         for n, actor in enumerate(traders):
             ledger_service.open_account(session, actor=SETUP, account_id=f"TR-B{n:02d}", kind="trader",
                                        owner_id=actor.actor_id, name=actor.actor_id, commit=False)
-        for source, asset, kind, each in (("SYS-BANK", CNY, "deposit", 10_000_000), ("SYS-ISSUANCE", INSTRUMENT,
-                                                                                      "issue", 1_000)):
-            postings = (Posting(account_id=source, instrument=asset, side=DEBIT, quantity=each * TRADERS),
-                        *(Posting(account_id=f"TR-B{n:02d}", instrument=asset, side=CREDIT, quantity=each)
-                          for n in range(TRADERS)))
-            ledger_service.post(session, entry=JournalEntry(entry_id=ledger_service.new_entry_id(), kind=kind,
-                                                            postings=postings), actor=SETUP)
+            fund(session, f"TR-B{n:02d}", fen=10_000_000, tonnes=1_000)
         session.commit()
         exchange.set_clock(session, actor=SETUP, mode="simulated", start=MONDAY_10, speed=0, step_seconds=60)
         exchange.list_instrument(session, actor=SETUP, instrument=INSTRUMENT, reference_price_fen=5000, fee_bp=10,

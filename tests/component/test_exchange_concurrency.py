@@ -29,7 +29,7 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from accounting.ledger import CNY, CREDIT, DEBIT, JournalEntry, Posting
+from accounting.ledger import CNY
 from accounting.market_rules import CHINA_TZ, InstrumentRules
 from accounting.review import Actor
 from api.security import password_hasher
@@ -40,6 +40,7 @@ from api.store.db import create_db_engine, make_session_factory
 from api.store.schema import ApiKey, ExchangeCommand, ExchangeInstrument, ExchangeOrder, ExchangeTrade, User
 from tests.auth_support import api_key_of
 from tests.conftest import zone_settings
+from tests.exchange_support import fund
 from tests.faults.harness import Answer, LiveServer, request
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -89,13 +90,7 @@ def prepare(database_url: str) -> None:
             for n in range(CLIENTS):
                 ledger_service.open_account(session, actor=SETUP, account_id=account_of(n), kind="trader",
                                            owner_id=user_of(n), name=account_of(n), commit=False)
-            for source, asset, kind, each in (("SYS-BANK", CNY, "deposit", CASH_FEN),
-                                              ("SYS-ISSUANCE", INSTRUMENT, "issue", UNITS_T)):
-                postings = (Posting(account_id=source, instrument=asset, side=DEBIT, quantity=each * CLIENTS),
-                            *(Posting(account_id=account_of(n), instrument=asset, side=CREDIT, quantity=each)
-                              for n in range(CLIENTS)))
-                ledger_service.post(session, entry=JournalEntry(entry_id=ledger_service.new_entry_id(), kind=kind,
-                                                                postings=postings), actor=SETUP)
+                fund(session, account_of(n), fen=CASH_FEN, tonnes=UNITS_T)
             session.commit()
             exchange.set_clock(session, actor=SETUP, mode="simulated", start=MONDAY_10, speed=0, step_seconds=60)
             exchange.list_instrument(session, actor=SETUP, instrument=INSTRUMENT, reference_price_fen=CLOSE_FEN,
