@@ -180,13 +180,16 @@ def load_library(root: Path | None = None) -> FactorLibrary:
     return library
 
 
+#: The code lists of the activity-data contract and their columns.
+CODE_LISTS = {"fuels.csv": ("code", "name_zh", "name_en", "phase"), "carbonates.csv": ("code", "name_zh", "name_en")}
+
+
 def fuel_phases(root: Path | None = None) -> dict[str, str]:
     """Fuel code of the activity-data contract -> ``solid``, ``liquid`` or ``gas``.
 
     Validation needs the phase to refuse, for instance, a bare ``m3`` for a gaseous fuel.
     """
-    path = _root(root) / "fuels.csv"
-    table = _read_code_list(path, ("code", "name_zh", "name_en", "phase"))
+    table = _read_code_list(_root(root) / "fuels.csv", CODE_LISTS["fuels.csv"])
     bad = table.loc[~table["phase"].isin(FUEL_PHASES)]
     if not bad.empty:
         row, phase = int(bad.index[0]) + 2, bad["phase"].iloc[0]
@@ -194,9 +197,15 @@ def fuel_phases(root: Path | None = None) -> dict[str, str]:
     return dict(zip(table["code"], table["phase"], strict=True))
 
 
+def code_names(list_name: str, root: Path | None = None) -> dict[str, tuple[str, str]]:
+    """Code -> (Chinese name, English name) of a code list of the contract (``fuels.csv``, ``carbonates.csv``)."""
+    table = _read_code_list(_root(root) / list_name, CODE_LISTS[list_name])
+    return dict(zip(table["code"], zip(table["name_zh"], table["name_en"], strict=True), strict=True))
+
+
 def carbonate_codes(root: Path | None = None) -> frozenset[str]:
     """Carbonate codes of the activity-data contract (CaCO3, ..., CaMg(CO3)2)."""
-    table = _read_code_list(_root(root) / "carbonates.csv", ("code", "name_zh", "name_en"))
+    table = _read_code_list(_root(root) / "carbonates.csv", CODE_LISTS["carbonates.csv"])
     return frozenset(table["code"])
 
 

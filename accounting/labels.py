@@ -10,11 +10,10 @@ categories are named below, and a test checks that every code of ``accounting.ac
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from functools import cache
-from importlib.resources import files
+
+from accounting.factors import code_names
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +83,7 @@ ENTERPRISE_CATEGORY_LABELS: dict[str, Label] = {
 
 
 def _code_list(name: str) -> dict[str, Label]:
-    text = (files("factors") / name).read_text(encoding="utf-8-sig")
-    return {row["code"]: Label(row["name_zh"], row["name_en"]) for row in csv.DictReader(io.StringIO(text))}
+    return {code: Label(zh, en) for code, (zh, en) in code_names(name).items()}
 
 
 @cache
