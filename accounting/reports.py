@@ -609,6 +609,12 @@ def _zone_tables(period: str, indicators: Sequence[Mapping[str, Any]], zone_rows
     ]
 
 
+def zone_totals(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The zone's totals over published indicator rows (its ``all`` rows of some months): sums, the largest month's
+    enterprise count, and over several months the intensities of the sums."""
+    return (_sum_by(rows, ()) or [_with_intensities({**dict.fromkeys(ZONE_SUMS, 0.0), "enterprise_count": 0})])[0]
+
+
 def zone_report(*, period: str, indicators: Sequence[Mapping[str, Any]], registry: Sequence[Mapping[str, Any]],
                 balances: Sequence[Mapping[str, Any]], key_emitters: Iterable[str], targets: ZoneTargets) -> Report:
     """The zone's report for a month (``YYYY-MM``) or a year (``YYYY``).
@@ -619,7 +625,7 @@ def zone_report(*, period: str, indicators: Sequence[Mapping[str, Any]], registr
     intensities are the year's totals divided by its value added.
     """
     zone_rows = [r for r in indicators if r.get("sector_code") == "all"]
-    zone = (_sum_by(zone_rows, ()) or [_with_intensities({**dict.fromkeys(ZONE_SUMS, 0.0), "enterprise_count": 0})])[0]
+    zone = zone_totals(zone_rows)
     names = {str(r["enterprise_id"]): str(r.get("name") or "") for r in registry}
     sector_names = {str(r.get("sector_code")): str(r.get("sector_name") or "") for r in registry}
     keys = set(key_emitters)

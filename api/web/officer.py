@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
+from accounting.reports import zone_totals
 from accounting.review import STATUSES
 from api.deps import ActorDep, SessionDep, SettingsDep, SnapshotDep
 from api.errors import NotFoundError
@@ -65,7 +66,7 @@ def zone_overview(request: Request, cursor: SnapshotDep, session: SessionDep, se
     reports = {"year": report_links("zone", period=chosen) if chosen else [],
                "months": [(m["period"], report_links("zone", period=m["period"])) for m in months["months"]]}
     return render(request, "officer/zone.html", targets=targets, **months, **breakdown, emitters=emitters,
-                  findings=findings, names=names, totals=views.year_totals(months["months"]), reports=reports)
+                  findings=findings, names=names, totals=zone_totals(months["months"]), reports=reports)
 
 
 @router.get("/enterprises")

@@ -113,12 +113,6 @@ def zone_months(cursor: duckdb.DuckDBPyConnection, *, year: int | None, targets:
     return {"years": years, "year": chosen, "months": months}
 
 
-def year_totals(months: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
-    """The year's sums of the monthly zone totals (intensities are not summed: they stay monthly)."""
-    return {c: _sum(m[c] for m in months) for c in ("scope1_tco2e", "scope2_tco2e", "exported_tco2e", "net_tco2e",
-                                                    "energy_tce", "value_added_10k_cny", "output_value_10k_cny")}
-
-
 def zone_breakdown(cursor: duckdb.DuckDBPyConnection, *, year: int) -> dict[str, Any]:
     """The year's emissions and energy by sector and category (sums of the published sector rows)."""
     registry, _ = serving.list_enterprises(cursor, limit=ALL_ROWS)
