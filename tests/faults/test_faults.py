@@ -9,6 +9,7 @@ and the checks come from the registry in ``tests.faults.harness``.
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import signal
@@ -80,7 +81,7 @@ def write_until_unreachable(target: Target, *, start: int, names: list[str], lim
         name = names[n % len(names)]
         try:
             ack = SCENARIOS[name].write(target, n)
-        except OSError:
+        except (OSError, http.client.HTTPException):  # refused, reset, or the answer cut off by the kill: no ack
             return n + 1
         if ack is not None:
             acknowledged.append((name, ack))
