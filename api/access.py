@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 from starlette.routing import BaseRoute
 
 from accounting.review import USER_ROLES, Actor
@@ -251,17 +252,29 @@ PAGE_POLICY: dict[tuple[str, str], Access] = {
 }
 
 
+#: WebSocket routes (not in the OpenAPI document either), under the pseudo-method ``WEBSOCKET``. A socket signs in
+#: with the ``Authorization`` header only: a browser would send the session cookie from any site that opens it.
+SOCKET_POLICY: dict[tuple[str, str], Access] = {
+    ("WEBSOCKET", "/v1/exchange/session"): allow(scoped="enterprise trader"),
+}
+
+
 def access_of(method: str, path: str) -> Access | None:
-    return POLICY.get((method, path)) or PAGE_POLICY.get((method, path))
+    return POLICY.get((method, path)) or PAGE_POLICY.get((method, path)) or SOCKET_POLICY.get((method, path))
 
 
-def presented_credentials(request: Request) -> Credentials | None:
-    """The bearer token or API key of the ``Authorization`` header, else the session cookie."""
+def method_of(connection: HTTPConnection) -> str:
+    """The request's method, or ``WEBSOCKET`` for a WebSocket."""
+    return str(connection.scope.get("method") or "WEBSOCKET")
+
+
+def presented_credentials(request: HTTPConnection) -> Credentials | None:
+    """The bearer token or API key of the ``Authorization`` header, else the session cookie (not for a socket)."""
     header = request.headers.get("authorization")
     if header is not None:
         scheme, _, token = header.partition(" ")
         return Credentials(token=token.strip()) if scheme.lower() == "bearer" else Credentials(token="")
-    cookie = request.cookies.get(SESSION_COOKIE)
+    cookie = request.cookies.get(SESSION_COOKIE) if request.scope["type"] == "http" else None
     if cookie:
         return Credentials(token=cookie, via_cookie=True, csrf_token=request.headers.get(CSRF_HEADER))
     return None
@@ -271,7 +284,8 @@ def _cache_kind(credentials: Credentials) -> str:
     return "cookie" if credentials.via_cookie else "header"
 
 
-def _authenticate_in_database(request: Request, settings: Settings, credentials: Credentials) -> Authenticated | None:
+def _authenticate_in_database(request: HTTPConnection, settings: Settings,
+                              credentials: Credentials) -> Authenticated | None:
     """A cache miss: read the credential and its user (in a worker thread), and remember a success."""
     cache: CredentialCache[Authenticated] = request.app.state.credentials
     generation = cache.generation  # before the read: a change committed during it keeps the answer out
@@ -284,7 +298,7 @@ def _authenticate_in_database(request: Request, settings: Settings, credentials:
     return found
 
 
-async def _sign_in(request: Request, settings: Settings, credentials: Credentials) -> Authenticated:
+async def _sign_in(request: HTTPConnection, settings: Settings, credentials: Credentials) -> Authenticated:
     cache: CredentialCache[Authenticated] = request.app.state.credentials
     found = cache.recall(kind=_cache_kind(credentials), token=credentials.token, now=now_utc())
     if found is None:
@@ -293,19 +307,20 @@ async def _sign_in(request: Request, settings: Settings, credentials: Credential
         limit_client(request, key=None)  # a failed attempt counts against the address
         raise AuthenticationRequiredError("the token, key or session is unknown, expired or revoked; sign in again")
     limit_client(request, key="user:" + found.actor.actor_id)
-    if credentials.via_cookie and request.method not in SAFE_METHODS and not csrf_matches(found,
+    if credentials.via_cookie and method_of(request) not in SAFE_METHODS and not csrf_matches(found,
                                                                                          credentials.csrf_token):
         raise CsrfError(f"a change made with a session cookie needs the {CSRF_HEADER} header of that session")
     return found
 
 
-async def authorize(request: Request) -> Actor | None:
+async def authorize(request: HTTPConnection) -> Actor | None:
     """Enforce :data:`POLICY` for this request; the signed-in user (None on a public route)."""
     route: BaseRoute | None = request.scope.get("route")
     path = getattr(route, "path", None)
-    access = access_of(request.method, path) if isinstance(path, str) else None
+    method = method_of(request)
+    access = access_of(method, path) if isinstance(path, str) else None
     if access is None:
-        raise AccessDeniedError(f"{request.method} {path} is in no access rule: refused to everybody")
+        raise AccessDeniedError(f"{method} {path} is in no access rule: refused to everybody")
     if access.public:
         return None
     credentials = presented_credentials(request)
@@ -319,12 +334,20 @@ async def authorize(request: Request) -> Actor | None:
     rule = access.roles.get(actor.role)
     if rule is None:
         allowed = ", ".join(sorted(access.roles)) or "nobody"
-        raise AccessDeniedError(f"{request.method} {path} is for {allowed}, not {actor.role}")
+        raise AccessDeniedError(f"{method} {path} is for {allowed}, not {actor.role}")
     if rule is Rule.OWN_ENTERPRISE and request.path_params.get("enterprise_id") not in actor.enterprise_ids:
         raise NotFoundError("no such resource")
     if rule is Rule.OWN_ACCOUNT and not owns_account(actor, str(request.path_params.get("account_id"))):
         raise NotFoundError("no such resource")
     return actor
+
+
+async def signed_in_again(connection: HTTPConnection) -> Actor:
+    """The user of a long-lived connection, checked again as each of its requests would be (revocations hold)."""
+    credentials = presented_credentials(connection)
+    if credentials is None:
+        raise AuthenticationRequiredError("sign in: send 'Authorization: Bearer <access token or API key>'")
+    return (await _sign_in(connection, connection.app.state.settings, credentials)).actor
 
 
 async def current_actor(actor: Annotated[Actor | None, Depends(authorize)]) -> Actor:
@@ -334,7 +357,7 @@ async def current_actor(actor: Annotated[Actor | None, Depends(authorize)]) -> A
     return actor
 
 
-async def current_sign_in(request: Request, _: Annotated[Actor, Depends(current_actor)]) -> Authenticated:
+async def current_sign_in(request: HTTPConnection, _: Annotated[Actor, Depends(current_actor)]) -> Authenticated:
     """How the signed-in user authenticated (for sign-out and the user's own description)."""
     found: Authenticated = request.state.authenticated
     return found

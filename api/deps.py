@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
+from starlette.requests import HTTPConnection
 
 from accounting.calculation import CalculationOptions
 from accounting.factors import FactorLibrary
@@ -35,7 +36,7 @@ from api.store.serving import SnapshotReader
 from pipelines.settings import Settings
 
 
-async def current_settings(request: Request) -> Settings:
+async def current_settings(request: HTTPConnection) -> Settings:
     """The application's settings (``create_app``'s, or the environment's when it was given none)."""
     settings: Settings = request.app.state.settings
     return settings
@@ -60,7 +61,7 @@ def get_snapshot_cursor(request: Request) -> Iterator[duckdb.DuckDBPyConnection]
 SnapshotDep = Annotated[duckdb.DuckDBPyConnection, Depends(get_snapshot_cursor)]
 
 
-async def get_session(request: Request) -> AsyncIterator[Session]:
+async def get_session(request: HTTPConnection) -> AsyncIterator[Session]:
     """A database session for this request; services commit, anything left open is rolled back.
 
     A coroutine: opening a session does no I/O (it takes a connection at its first statement), and neither

@@ -7,6 +7,7 @@ response and the same error has the same status everywhere.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
@@ -17,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 
 from accounting.errors import AccountingError, FactorError, InvalidFileError, UnitError
 from accounting.review import ReviewError
@@ -368,6 +370,16 @@ HANDLERS: dict[type[Exception], _Handler] = {
     StarletteHTTPException: _http,
     Exception: _unexpected,
 }
+
+
+def problem_body(connection: HTTPConnection | None, exc: Exception) -> dict[str, Any]:
+    """The problem+json body a request failing with ``exc`` is answered with (for a WebSocket's messages)."""
+    handler = next(HANDLERS[kind] for kind in type(exc).__mro__ if kind in HANDLERS)
+    response = handler(connection, exc)  # type: ignore[arg-type]
+    if not isinstance(response, JSONResponse):
+        raise TypeError(f"the handler of {type(exc).__name__} is not a plain function")
+    body: dict[str, Any] = json.loads(bytes(response.body))
+    return body
 
 
 def install_error_handlers(app: FastAPI) -> None:

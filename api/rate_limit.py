@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import RateLimitedError, rate_limited
@@ -89,7 +89,7 @@ def carries_credentials(scope: Scope) -> bool:
     return False
 
 
-def limit_client(request: Request, *, key: str | None) -> None:
+def limit_client(request: HTTPConnection, *, key: str | None) -> None:
     """Take a token for ``key`` (a signed-in user) or, when None, for the request's address; 429 when empty."""
     buckets: TokenBuckets | None = getattr(request.app.state, "rate_limits", None)
     if buckets is None:

@@ -148,6 +148,52 @@ class ApiClient:
         return answer
 
 
+@dataclass
+class OrderSessionClient(ApiClient):
+    """An :class:`ApiClient` whose order entry (placing, cancelling) goes over one order-entry WebSocket.
+
+    ``/v1/exchange/session`` answers each command with the status and body the REST route would; this
+    client sends one command and waits for its answer, so :meth:`call` keeps the REST client's contract
+    and an agent does not know which it uses. Every other call is a REST request.
+    """
+
+    _socket: Any = field(default=None, init=False, repr=False)
+    _refs: int = field(default=0, init=False, repr=False)
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+        super().close()
+
+    def call(self, method: str, path: str, body: Any = None, *, once: bool = False) -> tuple[int, Any]:
+        parts = path.strip("/").split("/")  # v1 exchange instruments <instrument> orders [<order id>]
+        if once or parts[:3] != ["v1", "exchange", "instruments"] or parts[4:5] != ["orders"]:
+            return super().call(method, path, body, once=once)
+        if method == "POST" and len(parts) == 5:
+            command = {"op": "place", "instrument": parts[3], **body}
+        elif method == "DELETE" and len(parts) == 6:
+            command = {"op": "cancel", "instrument": parts[3], "order_id": int(parts[5])}
+        else:
+            return super().call(method, path, body)
+        self._refs += 1
+        command["ref"] = ref = str(self._refs)
+        socket = self._session()
+        socket.send(json.dumps(command))
+        answer = json.loads(socket.recv(timeout=self.timeout))
+        if answer.get("ref") != ref:
+            raise SimulationError(f"the order session answered {answer.get('ref')!r} to command {ref}")
+        return answer["status"], answer.get("order", answer.get("problem"))
+
+    def _session(self) -> Any:
+        from websockets.sync.client import connect
+
+        if self._socket is None:
+            url = self.base_url.replace("http", "ws", 1) + "/v1/exchange/session"
+            self._socket = connect(url, additional_headers=self.headers, compression=None, open_timeout=self.timeout)
+        return self._socket
+
+
 def bearer(plaintext_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {plaintext_key}"}
 
@@ -651,8 +697,11 @@ def statement_holdings(client: ApiClient, account_id: str) -> dict[str, int]:
 
 
 def build_seats(roster: Roster, *, base_url: str, instrument: str, seed: int, fee_bp: int = FEE_BP,
-                latencies: list[float] | None = None) -> list[Seat]:
-    """One seat per agent of the roster: compliance enterprises first, then traders."""
+                latencies: list[float] | None = None, order_entry: str = "rest") -> list[Seat]:
+    """One seat per agent of the roster: compliance enterprises first, then traders.
+
+    ``order_entry`` is ``rest`` (a request per order) or ``session`` (an order-entry WebSocket per seat).
+    """
     seats = []
     for spec in (*roster.compliance, *roster.traders):
         rng = agent_rng(seed, spec.account_id)
@@ -662,7 +711,8 @@ def build_seats(roster: Roster, *, base_url: str, instrument: str, seed: int, fe
                                     curve=spec.profile.curve, rng=rng, fee_bp=fee_bp)
         else:
             agent = TraderAgent(account_id=spec.account_id, style=spec.style or "noise", rng=rng, fee_bp=fee_bp)
-        seats.append(Seat(account_id=spec.account_id, agent=agent, client=ApiClient(base_url, bearer(spec.api_key)),
+        client = (OrderSessionClient if order_entry == "session" else ApiClient)(base_url, bearer(spec.api_key))
+        seats.append(Seat(account_id=spec.account_id, agent=agent, client=client,
                           instrument=instrument, holdings_t=spec.units_t, cash_fen=spec.cash_fen, fee_bp=fee_bp,
                           latencies=latencies))
     return seats

@@ -11,6 +11,7 @@ from api.routers import (
     compliance,
     emissions,
     exchange,
+    exchange_session,
     health,
     ledger,
     prices,
@@ -29,8 +30,8 @@ from api.routers import (
 #: request (no two routers share a path, so it changes no answer): the exchange, whose order entry is the
 #: busiest path by far, comes right after the health probes.
 ROUTERS: tuple[APIRouter, ...] = (
-    health.router, exchange.router, auth.router, users.router, registry.router, emissions.router, zone.router,
-    calculations.router, submissions.router, review.router, quality.router, restatements.router, ledger.router,
-    approvals.router, compliance.router, prices.router, allocation.router, auctions.router, reports.router,
-    templates.router,
+    health.router, exchange.router, exchange_session.router, auth.router, users.router, registry.router,
+    emissions.router, zone.router, calculations.router, submissions.router, review.router, quality.router,
+    restatements.router, ledger.router, approvals.router, compliance.router, prices.router, allocation.router,
+    auctions.router, reports.router, templates.router,
 )

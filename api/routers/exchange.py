@@ -22,7 +22,6 @@ import json
 import time
 from collections.abc import AsyncIterator
 from datetime import date, datetime
-from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -30,6 +29,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 
 from accounting.market_rules import InstrumentRules, TradingCalendar
 from api.deps import ActorDep, LimitQuery, OffsetQuery, RequiredIdempotencyKeyDep, SessionDep, SettingsDep, answer_once
@@ -54,7 +54,7 @@ OrderId = Annotated[int, Path(ge=1, le=MAX_ID, description="the exchange's id of
 REFUSED: dict[int | str, dict[str, Any]] = {status: {"model": Problem} for status in (404, 409, 422, 429)}
 
 
-async def order_rate_limit(request: Request, settings: SettingsDep) -> TokenBuckets | None:
+async def order_rate_limit(request: HTTPConnection, settings: SettingsDep) -> TokenBuckets | None:
     """The per-account buckets of order entry (one per process), or None when disabled (no I/O: on the loop)."""
     if settings.exchange_orders_per_minute <= 0:
         return None
@@ -68,7 +68,7 @@ async def order_rate_limit(request: Request, settings: SettingsDep) -> TokenBuck
 OrderLimitDep = Annotated[TokenBuckets | None, Depends(order_rate_limit)]
 
 
-def _limit_account(buckets: TokenBuckets | None, account_id: str) -> None:
+def limit_account(buckets: TokenBuckets | None, account_id: str) -> None:
     if buckets is not None and (retry_after := buckets.take("account:" + account_id)) is not None:
         raise RateLimitedError(retry_after)
 
@@ -340,9 +340,9 @@ def _created(response: Response, outcome: tuple[bool, dict[str, Any]]) -> dict[s
 async def place_order(instrument: str, body: OrderRequest, response: Response, session: SessionDep, actor: ActorDep,
                       buckets: OrderLimitDep) -> dict[str, Any]:
     """Place a limit or market order (day, IOC or FOK); a buy holds cash, a sell holds units, until it ends."""
-    _limit_account(buckets, body.account_id)
-    placed = await run_in_threadpool(partial(exchange.place_order, session, actor=actor, instrument=instrument,
-                                             **body.model_dump()))
+    limit_account(buckets, body.account_id)
+    placed = await exchange.submit_async(session, exchange.placing(actor=actor, instrument=instrument,
+                                                                   **body.model_dump()))
     return _created(response, placed)
 
 
@@ -364,8 +364,10 @@ def get_order(instrument: str, order_id: OrderId, session: SessionDep, actor: Ac
 @router.delete("/instruments/{instrument}/orders/{order_id}", response_model=Order, responses=REFUSED)
 async def cancel_order(instrument: str, order_id: OrderId, session: SessionDep, actor: ActorDep) -> dict[str, Any]:
     """Cancel the open remainder; what it held comes back. A second cancel answers 409 ``order_not_open``."""
-    return await run_in_threadpool(partial(exchange.cancel_order, session, actor=actor, instrument=instrument,
-                                           order_id=order_id))
+    cancelled = await exchange.submit_async(session, exchange.cancelling(actor=actor, instrument=instrument,
+                                                                         order_id=order_id))
+    order: dict[str, Any] = cancelled[1]
+    return order
 
 
 class ReplaceRequest(BaseModel):
@@ -380,7 +382,7 @@ def replace_order(instrument: str, order_id: OrderId, body: ReplaceRequest, sess
     """Cancel-replace: keeps its priority only when the price is the same and the quantity does not grow."""
     session.connection(execution_options=READ_ONLY)  # finding the account to rate-limit takes no write lock
     row = exchange.get_order(session, actor=actor, instrument=instrument, order_id=order_id)
-    _limit_account(buckets, row["account_id"])
+    limit_account(buckets, row["account_id"])
     return exchange.replace_order(session, actor=actor, instrument=instrument, order_id=order_id, **body.model_dump())
 
 
@@ -405,7 +407,7 @@ class TakeRequest(BaseModel):
 def post_quote(instrument: str, body: QuoteRequest, response: Response, session: SessionDep, actor: ActorDep,
                buckets: OrderLimitDep) -> dict[str, Any]:
     """Listed agreement (挂牌): post a quote that others take from the best five levels at its price."""
-    _limit_account(buckets, body.account_id)
+    limit_account(buckets, body.account_id)
     return _created(response, exchange.post_quote(session, actor=actor, instrument=instrument, **body.model_dump()))
 
 
@@ -414,7 +416,7 @@ def post_quote(instrument: str, body: QuoteRequest, response: Response, session:
 def take_quote(instrument: str, quote_id: OrderId, body: TakeRequest, response: Response, session: SessionDep,
                actor: ActorDep, buckets: OrderLimitDep) -> dict[str, Any]:
     """Listed agreement (摘牌): take (part of) a quote at its price; settles like any trade."""
-    _limit_account(buckets, body.account_id)
+    limit_account(buckets, body.account_id)
     return _created(response, exchange.take_quote(session, actor=actor, instrument=instrument, quote_id=quote_id,
                                                   **body.model_dump()))
 
@@ -439,7 +441,7 @@ class BlockRequest(BaseModel):
 def propose_block(instrument: str, body: BlockRequest, response: Response, session: SessionDep, actor: ActorDep,
                   buckets: OrderLimitDep) -> dict[str, Any]:
     """Block agreement (大宗协议): propose price and quantity to a named counterparty, who must confirm."""
-    _limit_account(buckets, body.account_id)
+    limit_account(buckets, body.account_id)
     return _created(response, exchange.propose_block(session, actor=actor, instrument=instrument,
                                                      **body.model_dump()))
 

@@ -27,16 +27,17 @@ A command alone is a batch of one: there is one way to apply a command.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
-from types import MappingProxyType
-from typing import Any
+from types import MappingProxyType, SimpleNamespace
+from typing import Any, cast
 
-from sqlalchemy import Connection, insert, or_, select, update
+from sqlalchemy import Connection, Table, or_, select, update
 from sqlalchemy.orm import Session
 
 from accounting import exchange as ex
@@ -185,6 +186,7 @@ class _Loaded:
     rebuilt with the engine whenever it is.
     """
 
+    instrument: str
     engine: MatchingEngine | None = None
     seq: int = 0
     created_at: datetime | None = None
@@ -194,7 +196,10 @@ class _Loaded:
     #: credited without reading its account again.
     accounts: dict[str, Account] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    queue: CommandQueue = field(default_factory=CommandQueue)
+    queue: CommandQueue = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.queue = CommandQueue(lambda batch: _write_batch(self, batch), name=f"exchange-writer {self.instrument}")
 
     def drop(self) -> None:
         """Forget the engine (a transaction failed after applying to it); the next command rebuilds it."""
@@ -203,6 +208,9 @@ class _Loaded:
 
 
 _ENGINES: dict[tuple[str, str], _Loaded] = {}
+#: The tables a batch writes in bulk (Core statements: the rows are plain dicts, no ORM objects).
+_TABLES = {model: cast(Table, model.__table__)
+           for model in (JournalEntryRow, PostingRow, ExchangeCommand, ExchangeOrder, ExchangeTrade)}
 _ENGINES_LOCK = threading.Lock()
 
 
@@ -211,7 +219,10 @@ def _loaded(session: Session, instrument: str) -> _Loaded:
     url = bind.engine.url if isinstance(bind, Connection) else bind.url
     key = (url.render_as_string(hide_password=True), instrument)
     with _ENGINES_LOCK:
-        return _ENGINES.setdefault(key, _Loaded())
+        loaded = _ENGINES.get(key)
+        if loaded is None:
+            loaded = _ENGINES[key] = _Loaded(instrument)
+        return loaded
 
 
 def command_queue(session: Session, *, instrument: str) -> CommandQueue:
@@ -325,6 +336,8 @@ class _Run:
     trades: list[dict[str, Any]] = field(default_factory=list)
     orders: dict[int, dict[str, Any]] = field(default_factory=dict)
     new_orders: set[int] = field(default_factory=set)
+    #: The day rows this batch updates, by trading day.
+    bars: dict[str, ExchangeDay] = field(default_factory=dict)
 
     # -- applying ---------------------------------------------------------------------------------
 
@@ -410,7 +423,7 @@ class _Run:
             "executed_at": self.at, "entry_id": entry_id if fees.settled else None})
         if trading_day == row.trading_day:
             self.bought_now[event.buy_account_id] = self.bought_now.get(event.buy_account_id, 0) + event.quantity_t
-        bar = _day_row(self.session, row, trading_day)
+        bar = self.bars.get(trading_day) or self.bars.setdefault(trading_day, _day_row(self.session, row, trading_day))
         value = event.price_fen * event.quantity_t
         bar.trades += 1
         if event.mode in LISTED_MODES:
@@ -513,28 +526,34 @@ class _Run:
     def write(self) -> None:
         """Write what the batch collected: a few bulk statements, whatever the number of commands."""
         session = self.session
+        connection = session.connection()
         if self.entries:
-            session.execute(insert(JournalEntryRow), self.entries)
-            session.execute(insert(PostingRow), self.postings)
-            store.add_to_balances(session, {k: v for k, v in self.deltas.items() if v},
-                                  unread=set(self.deltas) - self.locked)  # locked ones have their row
+            connection.execute(_TABLES[JournalEntryRow].insert(), self.entries)
+            connection.execute(_TABLES[PostingRow].insert(), self.postings)
+            store.add_to_balances(session, {k: v for k, v in self.deltas.items() if v})
         if self.commands:
-            session.execute(insert(ExchangeCommand), self.commands)
+            connection.execute(_TABLES[ExchangeCommand].insert(), self.commands)
         created = [v for order_id, v in self.orders.items() if order_id in self.new_orders]
         changed = [v for order_id, v in self.orders.items() if order_id not in self.new_orders]
         if created:
-            session.execute(insert(ExchangeOrder), created)
+            connection.execute(_TABLES[ExchangeOrder].insert(), created)
         if changed:
             session.execute(update(ExchangeOrder), changed)
         if self.trades:
-            session.execute(insert(ExchangeTrade), self.trades)
+            connection.execute(_TABLES[ExchangeTrade].insert(), self.trades)
         session.flush()
 
     def describe(self, answers: Iterable[_OrderAnswer]) -> dict[int, dict[str, Any]]:
-        """The orders the answers name, with their fills, as written (two queries for the whole batch)."""
-        ids = sorted({a.order_id for a in answers})
+        """The orders the answers name, with their fills, as written.
+
+        An order this batch created is described from the rows the batch wrote (all its fills are in the
+        batch too); the others are read back, two queries for the whole batch.
+        """
+        wanted = {a.order_id for a in answers}
+        described = {order_id: self._describe_new(order_id) for order_id in wanted & self.new_orders}
+        ids = sorted(wanted - self.new_orders)
         if not ids:
-            return {}
+            return described
         instrument = self.row.instrument
         fresh = {"populate_existing": True}
         rows = self.session.scalars(select(ExchangeOrder).where(
@@ -546,7 +565,16 @@ class _Run:
                 .order_by(ExchangeTrade.trade_id).execution_options(**fresh)):
             fills.setdefault((t.buy_order_id, t.buy_account_id), []).append(t)
             fills.setdefault((t.sell_order_id, t.sell_account_id), []).append(t)
-        return {r.order_id: describe_order(r, trades=fills.get((r.order_id, r.account_id), [])) for r in rows}
+        described.update((r.order_id, describe_order(r, trades=fills.get((r.order_id, r.account_id), [])))
+                         for r in rows)
+        return described
+
+    def _describe_new(self, order_id: int) -> dict[str, Any]:
+        order = SimpleNamespace(**self.orders[order_id])
+        fills = [SimpleNamespace(**t) for t in self.trades
+                 if (t["buy_order_id"], t["buy_account_id"]) == (order_id, order.account_id)
+                 or (t["sell_order_id"], t["sell_account_id"]) == (order_id, order.account_id)]
+        return describe_order(order, trades=fills)  # type: ignore[arg-type]  # the row's columns, as written
 
     # -- the trading day ----------------------------------------------------------------------------
 
@@ -709,12 +737,33 @@ def _submit(session: Session, *, actor: Actor, instrument: str, work: Callable[[
     """
     if session.in_transaction():
         session.commit()
-    loaded = _loaded(session, instrument)
-    ticket = Ticket(work=work, actor=actor, accounts=accounts)
     try:
-        return loaded.queue.run(ticket, lambda batch: _write_batch(session, instrument, loaded, batch))
+        return _loaded(session, instrument).queue.run(
+            Ticket(work=work, actor=actor, accounts=accounts, bind=session.get_bind()))
     finally:
         session.expire_all()  # rows this session read before may have changed in the batch
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A trader's command ready for its instrument's queue (see :func:`submit_async`)."""
+
+    instrument: str
+    actor: Actor
+    work: Callable[[_Run], Any]
+    accounts: tuple[str, ...] = ()
+
+
+async def submit_async(session: Session, submission: Submission) -> Any:
+    """:func:`_submit` for a coroutine: it waits for the batch on the event loop, holding no worker thread."""
+    if session.in_transaction():
+        await asyncio.to_thread(session.commit)
+    ticket = Ticket(work=submission.work, actor=submission.actor, accounts=submission.accounts,
+                    bind=session.get_bind())
+    try:
+        return await _loaded(session, submission.instrument).queue.run_async(ticket)
+    finally:
+        session.expire_all()
 
 
 def _begin(session: Session, instrument: str, loaded: _Loaded, batch: list[Ticket]) -> _Run:
@@ -748,17 +797,19 @@ class _NothingToWriteError(Exception):
     """Every command of the batch was refused before reaching the engine: it writes nothing, not even a roll."""
 
 
-def _write_batch(session: Session, instrument: str, loaded: _Loaded, batch: list[Ticket]) -> None:
+def _write_batch(loaded: _Loaded, batch: list[Ticket]) -> None:
     """Apply the batch's commands in order in one transaction, commit once, then decide every ticket.
 
     A command refused before it reached the engine (a missing balance, an unknown order) wrote nothing
     and is answered with its error; one the engine refused is logged and answered with its code. Any
     other failure rolls the whole transaction back and drops the engine (the next batch rebuilds it from
     the log): the command that failed gets the error, the others of the batch are tried again (nothing of
-    theirs was kept, nobody was acknowledged). A failure of the commit itself is everybody's.
+    theirs was kept, nobody was acknowledged). A failure of the commit itself is everybody's. The batch
+    runs in a session of its own, on the database of its first ticket.
     """
     progress = _Progress()
-    with loaded.lock:
+    instrument = loaded.instrument
+    with loaded.lock, Session(bind=batch[0].bind, expire_on_commit=False) as session:
         try:
             described = _apply_and_commit(session, instrument, loaded, batch, progress)
         except Exception as err:  # noqa: BLE001 - every failure is answered to the tickets it concerns
@@ -949,10 +1000,9 @@ def _resent(run: _Run, account_id: str, client_order_id: str) -> _OrderAnswer | 
     return None if found is None else _OrderAnswer(order_id=found, created=False)
 
 
-def place_order(session: Session, *, actor: Actor, instrument: str, account_id: str, client_order_id: str, side: str,
-                quantity_t: int, order_type: str = ex.LIMIT, time_in_force: str = ex.DAY,
-                price_fen: int | None = None) -> tuple[bool, dict[str, Any]]:
-    """(created, the order with its fills); the same client order id again answers the existing order."""
+def placing(*, actor: Actor, instrument: str, account_id: str, client_order_id: str, side: str, quantity_t: int,
+            order_type: str = ex.LIMIT, time_in_force: str = ex.DAY, price_fen: int | None = None) -> Submission:
+    """An order to place; its answer is (created, the order with its fills), as :func:`place_order`'s."""
     def work(run: _Run) -> _OrderAnswer:
         run.trading_account(actor, account_id)
         if (found := _resent(run, account_id, client_order_id)) is not None:
@@ -966,17 +1016,33 @@ def place_order(session: Session, *, actor: Actor, instrument: str, account_id: 
                         amount=hold_for(side=side, price_fen=price, quantity_t=quantity_t, fee_bp=run.row.fee_bp))
         return _new(run, command)
 
-    created, order = _submit(session, actor=actor, instrument=instrument, work=work, accounts=(account_id,))
-    return created, order
+    return Submission(instrument=instrument, actor=actor, work=work, accounts=(account_id,))
 
 
-def cancel_order(session: Session, *, actor: Actor, instrument: str, order_id: int) -> dict[str, Any]:
-    """Cancel the open remainder of your order (accepted while the market is closed or halted)."""
+def place_order(session: Session, *, actor: Actor, instrument: str, account_id: str, client_order_id: str, side: str,
+                quantity_t: int, order_type: str = ex.LIMIT, time_in_force: str = ex.DAY,
+                price_fen: int | None = None) -> tuple[bool, dict[str, Any]]:
+    """(created, the order with its fills); the same client order id again answers the existing order."""
+    order = placing(actor=actor, instrument=instrument, account_id=account_id, client_order_id=client_order_id,
+                    side=side, quantity_t=quantity_t, order_type=order_type, time_in_force=time_in_force,
+                    price_fen=price_fen)
+    created, described = _submit(session, actor=actor, instrument=instrument, work=order.work, accounts=order.accounts)
+    return created, described
+
+
+def cancelling(*, actor: Actor, instrument: str, order_id: int) -> Submission:
+    """A cancel of the open remainder of your order; its answer is (False, the order)."""
     def work(run: _Run) -> _OrderAnswer:
         account_id, _ = run.own(actor, order_id, "order")
         return _changed(run, ex.CancelOrder(account_id=account_id, order_id=order_id, at=run.at), order_id)
 
-    order: dict[str, Any] = _submit(session, actor=actor, instrument=instrument, work=work)[1]
+    return Submission(instrument=instrument, actor=actor, work=work)
+
+
+def cancel_order(session: Session, *, actor: Actor, instrument: str, order_id: int) -> dict[str, Any]:
+    """Cancel the open remainder of your order (accepted while the market is closed or halted)."""
+    order: dict[str, Any] = _submit(session, actor=actor, instrument=instrument,
+                                    work=cancelling(actor=actor, instrument=instrument, order_id=order_id).work)[1]
     return order
 
 

@@ -7,15 +7,17 @@ A writer that takes every command waiting (up to a bound), applies them in order
 commits once pays that price once per batch, and answers every request of the batch after the commit:
 nobody is acknowledged before their command is durable.
 
-How (leader and followers, no thread of our own): a request puts a :class:`Ticket` in the queue; if no
-writer is at work it becomes the writer and runs batches until its own ticket is answered, then hands over
-(the next waiting request becomes the writer). The others wait for their ticket's outcome. The caller's
-``write_batch`` decides each ticket's outcome (a value or an error) or puts tickets back with
-:meth:`CommandQueue.retry` when their batch failed through no fault of theirs.
+How: each queue has one writer thread, started by the first command that finds none at work; it writes
+batches while commands wait and ends after :data:`LINGER_SECONDS` without any. A request waits for its
+ticket's outcome: a thread blocks on an event (:meth:`CommandQueue.run`), a coroutine awaits a future
+(:meth:`CommandQueue.run_async`) and so holds no worker thread while it waits. The queue's ``write_batch``
+decides each ticket's outcome (a value or an error) or puts tickets back with :meth:`CommandQueue.retry`
+when their batch failed through no fault of theirs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -24,6 +26,8 @@ from typing import Any
 
 #: At most this many commands go into one transaction: a bound on a batch's latency and on its memory.
 MAX_BATCH = 64
+#: An idle writer thread ends after this long without a command.
+LINGER_SECONDS = 1.0
 
 
 @dataclass(slots=True, eq=False)
@@ -35,12 +39,16 @@ class Ticket:
     actor: Any = None
     #: Accounts the command may take cash or units from, known before it runs (their balances are locked first).
     accounts: tuple[str, ...] = ()
+    #: What the writer opens its transaction on (the requester's database engine).
+    bind: Any = None
     attempts: int = 0
     done: bool = False
     value: Any = None
     error: BaseException | None = None
     #: Set by the writer while the batch runs: the answer before it is resolved and committed.
     pending: Any = field(default=None, repr=False)
+    #: Called once in the writer's thread when the outcome is decided and its batch is over.
+    wake: Callable[[], object] | None = field(default=None, repr=False)
 
     def succeed(self, value: Any) -> None:
         self.value, self.error, self.done = value, None, True
@@ -56,56 +64,48 @@ class Ticket:
 
 
 class CommandQueue:
-    """The waiting tickets of one instrument in this process and who writes them."""
+    """The waiting tickets of one instrument in this process and the thread that writes them."""
 
-    def __init__(self, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, write_batch: Callable[[list[Ticket]], None], *, max_batch: int = MAX_BATCH,
+                 name: str = "exchange-writer") -> None:
+        self.write_batch = write_batch
         self.max_batch = max_batch
+        self.name = name
         self._condition = threading.Condition()
         self._waiting: deque[Ticket] = deque()
         self._writing = False
+        self._thread: threading.Thread | None = None
         #: Batches written and commands in them (for tests and the benchmark).
         self.batches = 0
         self.commands = 0
 
     @property
     def waiting(self) -> int:
-        """Tickets queued and not yet taken by a writer."""
+        """Tickets queued and not yet taken by the writer."""
         with self._condition:
             return len(self._waiting)
 
     @property
     def writing(self) -> bool:
-        """A writer is at work (with waiting == 0: it has taken every ticket queued so far)."""
+        """A batch is being written (with waiting == 0: the writer has taken every ticket queued so far)."""
         with self._condition:
             return self._writing
 
-    def run(self, ticket: Ticket, write_batch: Callable[[list[Ticket]], None]) -> Any:
-        """Queue ``ticket``, write batches if nobody else does, and return its outcome once decided."""
-        with self._condition:
-            self._waiting.append(ticket)
-            while not ticket.done and self._writing:
-                self._condition.wait()
-            if ticket.done:
-                return ticket.outcome()
-            self._writing = True
-        try:
-            while not ticket.done:
-                with self._condition:
-                    batch = [self._waiting.popleft() for _ in range(min(self.max_batch, len(self._waiting)))]
-                try:
-                    write_batch(batch)
-                finally:
-                    with self._condition:
-                        self.batches += 1
-                        self.commands += sum(1 for t in batch if t.done)
-                        for waiting in batch:  # a ticket write_batch neither decided nor put back fails loudly
-                            if not waiting.done and waiting not in self._waiting:
-                                waiting.fail(RuntimeError("the command's batch ended without an answer"))
-                        self._condition.notify_all()
-        finally:
-            with self._condition:
-                self._writing = False
-                self._condition.notify_all()
+    def run(self, ticket: Ticket) -> Any:
+        """Queue ``ticket`` and block this thread until its outcome is decided; return it (or raise its error)."""
+        decided = threading.Event()
+        ticket.wake = decided.set
+        self._submit(ticket)
+        decided.wait()
+        return ticket.outcome()
+
+    async def run_async(self, ticket: Ticket) -> Any:
+        """Queue ``ticket`` and wait on the event loop (no thread held) until its outcome is decided."""
+        loop = asyncio.get_running_loop()
+        decided: asyncio.Future[None] = loop.create_future()
+        ticket.wake = lambda: loop.call_soon_threadsafe(_settle, decided)
+        self._submit(ticket)
+        await decided
         return ticket.outcome()
 
     def retry(self, tickets: Iterable[Ticket]) -> None:
@@ -115,3 +115,55 @@ class CommandQueue:
                 ticket.attempts += 1
                 ticket.pending = None
                 self._waiting.appendleft(ticket)
+
+    # -- the writer ---------------------------------------------------------------------------------------
+
+    def _submit(self, ticket: Ticket) -> None:
+        with self._condition:
+            self._waiting.append(ticket)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._write_while_waiting, name=self.name, daemon=True)
+                self._thread.start()
+            else:
+                self._condition.notify()
+
+    def _write_while_waiting(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            try:
+                self.write_batch(batch)
+            except BaseException as err:  # noqa: BLE001 - a writer that died would leave its requesters waiting
+                for ticket in batch:
+                    if not ticket.done:
+                        ticket.fail(err)
+            finally:
+                self._finish(batch)
+
+    def _next_batch(self) -> list[Ticket] | None:
+        """The next tickets to write, or None (the writer ends) after :data:`LINGER_SECONDS` without any."""
+        with self._condition:
+            if not self._waiting:
+                self._condition.wait(LINGER_SECONDS)
+            if not self._waiting:
+                self._thread = None
+                return None
+            self._writing = True
+            return [self._waiting.popleft() for _ in range(min(self.max_batch, len(self._waiting)))]
+
+    def _finish(self, batch: list[Ticket]) -> None:
+        """Count the batch and wake the requesters whose outcome is decided."""
+        with self._condition:
+            self._writing = False
+            self.batches += 1
+            self.commands += sum(1 for t in batch if t.done)
+            retried = set(self._waiting)
+            for ticket in batch:  # a ticket write_batch neither decided nor put back fails loudly
+                if not ticket.done and ticket not in retried:
+                    ticket.fail(RuntimeError("the command's batch ended without an answer"))
+        for ticket in batch:
+            if ticket.done and ticket.wake is not None:
+                ticket.wake()
+
+
+def _settle(decided: asyncio.Future[None]) -> None:
+    if not decided.done():
+        decided.set_result(None)

@@ -61,7 +61,7 @@ def create_db_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _begin_immediate)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=False, pool_size=40, max_overflow=10)
 
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"

@@ -13,14 +13,15 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Table, bindparam, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from accounting import exchange as engine_types
 from accounting.exchange import Command, Event
 from accounting.market_rules import InstrumentRules, TradingCalendar
 from accounting.market_rules import Session as TradingSession
-from api.store import ledger as ledger_store
 from api.store.schema import (
     ExchangeClock,
     ExchangeCommand,
@@ -171,23 +172,28 @@ def clock(session: Session) -> ExchangeClock | None:
 # -- the ledger's balances, as a batch of exchange commands changes them --------------------------------------
 
 _BALANCES = cast(Table, LedgerBalance.__table__)
-_ADD_TO_BALANCE = (update(_BALANCES)
-                   .where(_BALANCES.c.account_id == bindparam("key_account_id"),
-                          _BALANCES.c.instrument == bindparam("key_instrument"))
-                   .values(quantity=_BALANCES.c.quantity + bindparam("delta")))
 
 
-def add_to_balances(session: Session, deltas: dict[tuple[str, str], int], *,
-                    unread: Iterable[tuple[str, str]]) -> None:
-    """Add each delta to its (account, instrument) balance; the ``unread`` ones get a row at zero first if missing.
+def _add_to_balance(dialect: str) -> Any:
+    """Add ``delta`` to a balance, creating its row when there is none (an upsert: one statement for both)."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(_BALANCES).values(account_id=bindparam("key_account_id"),
+                                         instrument=bindparam("key_instrument"), quantity=bindparam("delta"))
+    return statement.on_conflict_do_update(index_elements=[_BALANCES.c.account_id, _BALANCES.c.instrument],
+                                           set_={"quantity": _BALANCES.c.quantity + statement.excluded.quantity})
 
-    A relative update locks the row as it changes it, so a balance that is only credited need not be
+
+_ADD_TO_BALANCE = {dialect: _add_to_balance(dialect) for dialect in ("postgresql", "sqlite")}
+
+
+def add_to_balances(session: Session, deltas: dict[tuple[str, str], int]) -> None:
+    """Add each delta to its (account, instrument) balance, creating a missing row.
+
+    A relative change locks the row as it changes it, so a balance that is only credited need not be
     read (or locked) before; the rows go in sorted order, as the ledger locks them.
     """
     if not deltas:
         return
-    keys = sorted(deltas)
-    if missing := sorted(set(unread) & set(deltas)):
-        ledger_store._ensure_balance_rows(session, missing)  # noqa: SLF001 - the ledger's own idempotent insert
-    session.execute(_ADD_TO_BALANCE, [{"key_account_id": a, "key_instrument": i, "delta": deltas[(a, i)]}
-                                      for a, i in keys])
+    statement = _ADD_TO_BALANCE[session.get_bind().dialect.name]
+    session.execute(statement, [{"key_account_id": a, "key_instrument": i, "delta": deltas[(a, i)]}
+                                for a, i in sorted(deltas)])

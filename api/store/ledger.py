@@ -59,6 +59,13 @@ def _ensure_balance_rows(session: Session, keys: list[Key]) -> None:
     session.execute(insert(LedgerBalance).values(values).on_conflict_do_nothing())
 
 
+def _locked_balance_rows(session: Session, keys: list[Key]) -> list[LedgerBalance]:
+    """The existing balance rows of ``keys``, locked in key order (one statement)."""
+    return list(session.execute(
+        select(LedgerBalance).where(tuple_(LedgerBalance.account_id, LedgerBalance.instrument).in_(keys))
+        .order_by(LedgerBalance.account_id, LedgerBalance.instrument).with_for_update()).scalars())
+
+
 def lock_state(session: Session, *, keys: Iterable[Key], reverses: str | None = None) -> LedgerState:
     """The ledger as far as a change touching ``keys`` needs it, with those balances locked until commit.
 
@@ -71,10 +78,10 @@ def lock_state(session: Session, *, keys: Iterable[Key], reverses: str | None = 
     known = [k for k in ordered if k[0] in accounts]
     balances: dict[Key, int] = {}
     if known:
-        _ensure_balance_rows(session, known)
-        rows = list(session.execute(
-            select(LedgerBalance).where(tuple_(LedgerBalance.account_id, LedgerBalance.instrument).in_(known))
-            .order_by(LedgerBalance.account_id, LedgerBalance.instrument).with_for_update()).scalars())
+        rows = _locked_balance_rows(session, known)
+        if len(rows) < len(known):  # a balance seen for the first time: create its row, then lock them all
+            _ensure_balance_rows(session, [k for k in known if k not in {(r.account_id, r.instrument) for r in rows}])
+            rows = _locked_balance_rows(session, known)
         # The session's identity map holds rows weakly: keep the locked ones for ``append`` to update.
         session.info.setdefault(LOCKED_BALANCES, {}).update({(r.account_id, r.instrument): r for r in rows})
         balances = {(r.account_id, r.instrument): r.quantity for r in rows if r.quantity}

@@ -193,9 +193,16 @@ def test_an_engine_never_counts_another_processs_commands_committed_just_after_i
 
     with market.sessions() as session:
         offer = place(session, 1, "sell", 5000)
-    with market.sessions() as session:  # a new session: its first commit is the command's batch
-        event.listen(session, "after_commit", lambda _s: cancel_in_other_process(offer["order_id"]), once=True)
-        place(session, 0, "buy", 4900)
+    def cancel_the_offer(_session: Session) -> None:
+        cancel_in_other_process(offer["order_id"])
+
+    event.listen(Session, "after_commit", cancel_the_offer, once=True)  # the next commit is the bid's batch
+    try:
+        with market.sessions() as session:
+            place(session, 0, "buy", 4900)
+    finally:
+        if event.contains(Session, "after_commit", cancel_the_offer):
+            event.remove(Session, "after_commit", cancel_the_offer)
     with market.sessions() as session:
         bid = place(session, 2, "buy", 5000)
         assert bid["filled_t"] == 0 and bid["state"] == "new"  # the offer was cancelled before it came
