@@ -43,6 +43,7 @@ accounting.ledger.LedgerError: quantity must be a whole number of t, got 2.5
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import defaultdict
@@ -111,6 +112,11 @@ def parse_instrument(code: str) -> Instrument:
     """
     if not isinstance(code, str):
         raise LedgerError(f"instrument must be a code string, got {code!r}", code="unknown_instrument")
+    return _parse_code(code)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_code(code: str) -> Instrument:
     match = _ALLOWANCE_CODE.match(code)
     if match:
         vintage = int(match.group(1))

@@ -150,7 +150,7 @@ class ApiClient:
 
 @dataclass
 class OrderSessionClient(ApiClient):
-    """An :class:`ApiClient` whose order entry (placing, cancelling) goes over one order-entry WebSocket.
+    """An :class:`ApiClient` whose orders (placing, cancelling, reading one) go over one order-entry WebSocket.
 
     ``/v1/exchange/session`` answers each command with the status and body the REST route would; this
     client sends one command and waits for its answer, so :meth:`call` keeps the REST client's contract
@@ -172,8 +172,9 @@ class OrderSessionClient(ApiClient):
             return super().call(method, path, body, once=once)
         if method == "POST" and len(parts) == 5:
             command = {"op": "place", "instrument": parts[3], **body}
-        elif method == "DELETE" and len(parts) == 6:
-            command = {"op": "cancel", "instrument": parts[3], "order_id": int(parts[5])}
+        elif method in ("DELETE", "GET") and len(parts) == 6:
+            command = {"op": "cancel" if method == "DELETE" else "get", "instrument": parts[3],
+                       "order_id": int(parts[5])}
         else:
             return super().call(method, path, body)
         self._refs += 1

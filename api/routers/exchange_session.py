@@ -7,7 +7,9 @@ site). Then each text message is one command, a JSON object:
 * ``{"op": "place", "ref": "r1", "instrument": "CEA-2025", "account_id": ..., "client_order_id": ..., "side":
   "buy", "order_type": "limit", "time_in_force": "day", "price_fen": 5000, "quantity_t": 10}`` (the fields of
   ``POST /v1/exchange/instruments/{instrument}/orders``);
-* ``{"op": "cancel", "ref": "r2", "instrument": "CEA-2025", "order_id": 17}``.
+* ``{"op": "cancel", "ref": "r2", "instrument": "CEA-2025", "order_id": 17}``;
+* ``{"op": "get", "ref": "r3", "instrument": "CEA-2025", "order_id": 17}``: the order with its fills, as
+  ``GET /v1/exchange/instruments/{instrument}/orders/{order_id}`` answers (e.g. after a cancel came too late).
 
 Each is answered with one message carrying the command's ``ref``, the ``status`` the REST route would answer
 and either ``order`` (the order with its fills, as the REST route's body) or ``problem`` (its problem+json
@@ -30,6 +32,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
 from api.access import signed_in_again
@@ -57,15 +60,17 @@ class PlaceCommand(OrderRequest):
     instrument: Instrument
 
 
-class CancelCommand(BaseModel):
+class OrderCommand(BaseModel):
+    """A command on an existing order: ``cancel`` it, or ``get`` it."""
+
     model_config = ConfigDict(extra="forbid")
-    op: Literal["cancel"]
+    op: Literal["cancel", "get"]
     ref: Ref
     instrument: Instrument
     order_id: Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
-SessionCommand = TypeAdapter(Annotated[PlaceCommand | CancelCommand, Field(discriminator="op")])
+SessionCommand = TypeAdapter(Annotated[PlaceCommand | OrderCommand, Field(discriminator="op")])
 
 
 class Answer(BaseModel):
@@ -123,7 +128,7 @@ class _Session:
         if self.signed_out:
             await self.websocket.close(code=CLOSE_SIGNED_OUT, reason="the credential no longer signs in")
 
-    async def run(self, command: PlaceCommand | CancelCommand) -> None:
+    async def run(self, command: PlaceCommand | OrderCommand) -> None:
         try:
             await self.send(await _answer(self.websocket, self.session, self.buckets, command))
             self.answered += 1
@@ -141,7 +146,7 @@ class _Session:
                 pass
 
 
-async def _answer(websocket: WebSocket, session: Any, buckets: Any, command: PlaceCommand | CancelCommand) -> str:
+async def _answer(websocket: WebSocket, session: Any, buckets: Any, command: PlaceCommand | OrderCommand) -> str:
     """The answer to one command: its order, or the problem the REST route would answer."""
     try:
         actor = await signed_in_again(websocket)
@@ -150,17 +155,30 @@ async def _answer(websocket: WebSocket, session: Any, buckets: Any, command: Pla
             order = command.model_dump(exclude={"op", "ref", "instrument"})
             created, placed = await exchange.submit_async(session, exchange.placing(
                 actor=actor, instrument=command.instrument, **order))
-            return Answer(ref=command.ref, status=201 if created else 200, order=placed).model_dump_json()
-        _, cancelled = await exchange.submit_async(session, exchange.cancelling(
-            actor=actor, instrument=command.instrument, order_id=command.order_id))
-        return Answer(ref=command.ref, status=200, order=cancelled).model_dump_json()
+            return _answered(command.ref, 201 if created else 200, placed)
+        if command.op == "get":
+            order = await run_in_threadpool(_read_order, websocket, actor, command)
+        else:
+            _, order = await exchange.submit_async(session, exchange.cancelling(
+                actor=actor, instrument=command.instrument, order_id=command.order_id))
+        return _answered(command.ref, 200, order)
     except AuthenticationRequiredError:
         raise
     except Exception as err:  # noqa: BLE001 - every failure is answered as the REST route would answer it
         return _problem(websocket, command.ref, err)
 
 
-def _parse(message: MutableMapping[str, Any]) -> PlaceCommand | CancelCommand | str:
+def _answered(ref: str, status: int, order: dict[str, Any]) -> str:
+    return Answer.model_validate({"ref": ref, "status": status, "order": order}).model_dump_json()
+
+
+def _read_order(websocket: WebSocket, actor: Any, command: OrderCommand) -> dict[str, Any]:
+    """The order as its REST route reads it, in a session of its own (the socket's commands run concurrently)."""
+    with websocket.app.state.sessions() as session:
+        return exchange.get_order(session, actor=actor, instrument=command.instrument, order_id=command.order_id)
+
+
+def _parse(message: MutableMapping[str, Any]) -> PlaceCommand | OrderCommand | str:
     """The command of a message, or the answer refusing it (a problem naming what is wrong)."""
     text = message.get("text")
     if text is None:

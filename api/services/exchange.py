@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -37,7 +38,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from types import MappingProxyType, SimpleNamespace
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, or_, select, update
+from sqlalchemy import Connection, Engine, Table, or_, select, update
 from sqlalchemy.orm import Session
 
 from accounting import exchange as ex
@@ -72,6 +73,7 @@ from api.services.exchange_queue import CommandQueue, Ticket
 from api.store import audit
 from api.store import exchange as store
 from api.store import ledger as ledger_store
+from api.store.db import insert_rows
 from api.store.schema import (
     ExchangeClock,
     ExchangeCommand,
@@ -212,12 +214,17 @@ _ENGINES: dict[tuple[str, str], _Loaded] = {}
 _TABLES = {model: cast(Table, model.__table__)
            for model in (JournalEntryRow, PostingRow, ExchangeCommand, ExchangeOrder, ExchangeTrade)}
 _ENGINES_LOCK = threading.Lock()
+#: The database each engine is on (engines of one URL share their instruments' engines).
+_DATABASES: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
 
 
 def _loaded(session: Session, instrument: str) -> _Loaded:
     bind = session.get_bind()
-    url = bind.engine.url if isinstance(bind, Connection) else bind.url
-    key = (url.render_as_string(hide_password=True), instrument)
+    engine = bind.engine if isinstance(bind, Connection) else bind
+    database = _DATABASES.get(engine)
+    if database is None:
+        database = _DATABASES[engine] = engine.url.render_as_string(hide_password=True)
+    key = (database, instrument)
     with _ENGINES_LOCK:
         loaded = _ENGINES.get(key)
         if loaded is None:
@@ -485,8 +492,10 @@ class _Run:
         """Today's purchases of the accounts about to sell, in one query (T+1 keeps them from a sale)."""
         if self.row.day_open and self.row.settlement == SETTLE_AT_TRADE and self.row.trading_day:
             wanted = sorted(set(account_ids) - set(self.bought_before))
-            self.bought_before.update(store.bought_on_by_account(self.session, self.row.instrument, account_ids=wanted,
-                                                                 trading_day=self.row.trading_day))
+            if wanted:
+                bought = store.bought_on_by_account(self.session, self.row.instrument, account_ids=wanted,
+                                                    trading_day=self.row.trading_day)
+                self.bought_before.update((a, bought.get(a, 0)) for a in wanted)
 
     def require(self, *, account_id: str, side: str, amount: int) -> None:
         """Refuse (before anything is applied) when the account lacks the cash or the sellable units."""
@@ -527,20 +536,15 @@ class _Run:
         """Write what the batch collected: a few bulk statements, whatever the number of commands."""
         session = self.session
         connection = session.connection()
-        if self.entries:
-            connection.execute(_TABLES[JournalEntryRow].insert(), self.entries)
-            connection.execute(_TABLES[PostingRow].insert(), self.postings)
-            store.add_to_balances(session, {k: v for k, v in self.deltas.items() if v})
-        if self.commands:
-            connection.execute(_TABLES[ExchangeCommand].insert(), self.commands)
-        created = [v for order_id, v in self.orders.items() if order_id in self.new_orders]
-        changed = [v for order_id, v in self.orders.items() if order_id not in self.new_orders]
-        if created:
-            connection.execute(_TABLES[ExchangeOrder].insert(), created)
-        if changed:
+        insert_rows(connection, _TABLES[JournalEntryRow], self.entries)
+        insert_rows(connection, _TABLES[PostingRow], self.postings)
+        store.add_to_balances(session, {k: v for k, v in self.deltas.items() if v})
+        insert_rows(connection, _TABLES[ExchangeCommand], self.commands)
+        insert_rows(connection, _TABLES[ExchangeOrder],
+                    [v for order_id, v in self.orders.items() if order_id in self.new_orders])
+        if changed := [v for order_id, v in self.orders.items() if order_id not in self.new_orders]:
             session.execute(update(ExchangeOrder), changed)
-        if self.trades:
-            connection.execute(_TABLES[ExchangeTrade].insert(), self.trades)
+        insert_rows(connection, _TABLES[ExchangeTrade], self.trades)
         session.flush()
 
     def describe(self, answers: Iterable[_OrderAnswer]) -> dict[int, dict[str, Any]]:
@@ -839,13 +843,15 @@ def _write_batch(loaded: _Loaded, batch: list[Ticket]) -> None:
 def _apply_and_commit(session: Session, instrument: str, loaded: _Loaded, batch: list[Ticket],
                       progress: _Progress) -> dict[int, dict[str, Any]]:
     """The batch's transaction: every command in order, the bulk writes, the orders to answer with, the commit."""
-    progress.run = run = _begin(session, instrument, loaded, batch)
-    for ticket in batch:
-        progress.current = ticket
-        _run_ticket(run, ticket)
-    progress.current = None
-    if all(isinstance(t.pending, BaseException) and not isinstance(t.pending, CommandRefusedError) for t in batch):
-        raise _NothingToWriteError
+    with session.no_autoflush:  # the batch's changes are written by run.write(), not before each read
+        progress.run = run = _begin(session, instrument, loaded, batch)
+        for ticket in batch:
+            progress.current = ticket
+            _run_ticket(run, ticket)
+        progress.current = None
+        if all(isinstance(t.pending, BaseException) and not isinstance(t.pending, CommandRefusedError)
+               for t in batch):
+            raise _NothingToWriteError
     run.write()
     described = run.describe(t.pending for t in batch if isinstance(t.pending, _OrderAnswer))
     progress.committing, progress.seq = True, run.row.last_seq

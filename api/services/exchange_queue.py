@@ -47,8 +47,10 @@ class Ticket:
     error: BaseException | None = None
     #: Set by the writer while the batch runs: the answer before it is resolved and committed.
     pending: Any = field(default=None, repr=False)
-    #: Called once in the writer's thread when the outcome is decided and its batch is over.
+    #: Called once in the writer's thread when the outcome is decided and its batch is over (a thread waits).
     wake: Callable[[], object] | None = field(default=None, repr=False)
+    #: Resolved on its event loop when the outcome is decided and its batch is over (a coroutine waits).
+    decided: asyncio.Future[None] | None = field(default=None, repr=False)
 
     def succeed(self, value: Any) -> None:
         self.value, self.error, self.done = value, None, True
@@ -101,11 +103,9 @@ class CommandQueue:
 
     async def run_async(self, ticket: Ticket) -> Any:
         """Queue ``ticket`` and wait on the event loop (no thread held) until its outcome is decided."""
-        loop = asyncio.get_running_loop()
-        decided: asyncio.Future[None] = loop.create_future()
-        ticket.wake = lambda: loop.call_soon_threadsafe(_settle, decided)
+        ticket.decided = asyncio.get_running_loop().create_future()
         self._submit(ticket)
-        await decided
+        await ticket.decided
         return ticket.outcome()
 
     def retry(self, tickets: Iterable[Ticket]) -> None:
@@ -159,11 +159,19 @@ class CommandQueue:
             for ticket in batch:  # a ticket write_batch neither decided nor put back fails loudly
                 if not ticket.done and ticket not in retried:
                     ticket.fail(RuntimeError("the command's batch ended without an answer"))
+        waiting_loops: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for ticket in batch:
-            if ticket.done and ticket.wake is not None:
+            if not ticket.done:
+                continue
+            if ticket.wake is not None:
                 ticket.wake()
+            if ticket.decided is not None:  # one wake-up per event loop for the whole batch
+                waiting_loops.setdefault(ticket.decided.get_loop(), []).append(ticket.decided)
+        for loop, decided in waiting_loops.items():
+            loop.call_soon_threadsafe(_settle, decided)
 
 
-def _settle(decided: asyncio.Future[None]) -> None:
-    if not decided.done():
-        decided.set_result(None)
+def _settle(decided: list[asyncio.Future[None]]) -> None:
+    for future in decided:
+        if not future.done():  # a requester that went away cancelled its future
+            future.set_result(None)

@@ -7,13 +7,14 @@ the API and the ``carbon`` CLI can write while others read; PostgreSQL URLs
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import JSON, Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -116,3 +117,29 @@ def session_factory_for(url: str) -> sessionmaker[Session]:
 def session_factory(settings: Settings) -> sessionmaker[Session]:
     """Sessions on ``settings.database``: the entry point of the CLI and the pipeline."""
     return session_factory_for(settings.database)
+
+
+def insert_rows(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` (dicts with the same keys) into ``table`` in one go: COPY on PostgreSQL, else executemany.
+
+    COPY streams the rows in one statement; an executemany is a statement per row. Each value goes through
+    its column type's bind processing first, as in any other insert.
+    """
+    if not rows:
+        return
+    dialect = connection.dialect
+    if dialect.name != "postgresql":
+        connection.execute(table.insert(), rows)
+        return
+    from psycopg import sql
+
+    columns = list(rows[0])
+    processors = [(name, json.dumps if isinstance(table.c[name].type, JSON)  # COPY takes a JSON document as text
+                   else table.c[name].type.bind_processor(dialect)) for name in columns]
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, columns)))
+    driver: Any = connection.connection.driver_connection  # the transaction's own psycopg connection
+    with driver.cursor().copy(statement) as copy:
+        for row in rows:
+            copy.write_row([row[name] if process is None else process(row[name]) for name, process in processors])
+

@@ -43,9 +43,22 @@ COMMAND_TYPES: dict[str, type[Any]] = {cls.__name__: cls for cls in (
 
 def document_of(item: Command | Event) -> dict[str, Any]:
     """A command or an event as a JSON object."""
-    fields = {f.name: getattr(item, f.name) for f in dataclasses.fields(item)}
-    return {"type": type(item).__name__,
-            **{k: v.isoformat() if isinstance(v, datetime) else v for k, v in fields.items()}}
+    document: dict[str, Any] = {"type": type(item).__name__}
+    for name in _field_names(type(item)):
+        value = getattr(item, name)
+        document[name] = value.isoformat() if isinstance(value, datetime) else value
+    return document
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(kind: type) -> tuple[str, ...]:
+    """The field names of a command or event class (looked up once per class)."""
+    names = _FIELD_NAMES.get(kind)
+    if names is None:
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(kind))
+    return names
 
 
 def command_of(document: dict[str, Any]) -> Command:

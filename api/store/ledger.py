@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from types import MappingProxyType
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -22,8 +22,6 @@ from accounting.ledger import Account, Encumbrance, JournalEntry, LedgerState, P
 from api.store.schema import EncumbranceRow, JournalEntryRow, LedgerAccount, LedgerBalance, PostingRow
 
 Key = tuple[str, str]  # (account id, instrument)
-#: ``session.info`` key of the balance rows ``lock_state`` locked, by key.
-LOCKED_BALANCES = "ledger.locked_balances"
 
 
 def account_of(row: LedgerAccount) -> Account:
@@ -59,11 +57,27 @@ def _ensure_balance_rows(session: Session, keys: list[Key]) -> None:
     session.execute(insert(LedgerBalance).values(values).on_conflict_do_nothing())
 
 
-def _locked_balance_rows(session: Session, keys: list[Key]) -> list[LedgerBalance]:
-    """The existing balance rows of ``keys``, locked in key order (one statement)."""
-    return list(session.execute(
-        select(LedgerBalance).where(tuple_(LedgerBalance.account_id, LedgerBalance.instrument).in_(keys))
-        .order_by(LedgerBalance.account_id, LedgerBalance.instrument).with_for_update()).scalars())
+def _locked_balances(session: Session, keys: list[Key]) -> dict[Key, int]:
+    """The balances of ``keys``, their rows locked in key order until commit (created at zero when missing).
+
+    The rows are selected as every account of ``keys`` in every instrument of ``keys`` (two short lists
+    instead of a list of pairs, much cheaper to send): a row of that product outside ``keys`` is locked too.
+    """
+    account_ids, instruments = sorted({a for a, _ in keys}), sorted({i for _, i in keys})
+
+    def read() -> dict[Key, int]:
+        return {(a, i): q for a, i, q in session.execute(
+            select(LedgerBalance.account_id, LedgerBalance.instrument, LedgerBalance.quantity)
+            .where(LedgerBalance.account_id.in_(account_ids), LedgerBalance.instrument.in_(instruments))
+            .order_by(LedgerBalance.account_id, LedgerBalance.instrument).with_for_update())
+            if (a, i) in wanted}
+
+    wanted = set(keys)
+    found = read()
+    if len(found) < len(keys):  # a balance seen for the first time: create its row, then lock them all
+        _ensure_balance_rows(session, [k for k in keys if k not in found])
+        found = read()
+    return found
 
 
 def lock_state(session: Session, *, keys: Iterable[Key], reverses: str | None = None) -> LedgerState:
@@ -73,21 +87,17 @@ def lock_state(session: Session, *, keys: Iterable[Key], reverses: str | None = 
     """
     ordered = sorted(set(keys))
     account_ids = sorted({a for a, _ in ordered})
-    accounts = {row.account_id: account_of(row) for row in session.scalars(
-        select(LedgerAccount).where(LedgerAccount.account_id.in_(account_ids)))}
+    accounts = {a: Account(account_id=a, kind=kind, owner_id=owner) for a, kind, owner in session.execute(
+        select(LedgerAccount.account_id, LedgerAccount.kind, LedgerAccount.owner_id)
+        .where(LedgerAccount.account_id.in_(account_ids)))}
     known = [k for k in ordered if k[0] in accounts]
-    balances: dict[Key, int] = {}
-    if known:
-        rows = _locked_balance_rows(session, known)
-        if len(rows) < len(known):  # a balance seen for the first time: create its row, then lock them all
-            _ensure_balance_rows(session, [k for k in known if k not in {(r.account_id, r.instrument) for r in rows}])
-            rows = _locked_balance_rows(session, known)
-        # The session's identity map holds rows weakly: keep the locked ones for ``append`` to update.
-        session.info.setdefault(LOCKED_BALANCES, {}).update({(r.account_id, r.instrument): r for r in rows})
-        balances = {(r.account_id, r.instrument): r.quantity for r in rows if r.quantity}
+    balances = {k: q for k, q in _locked_balances(session, known).items() if q} if known else {}
+    wanted = set(known)
     encumbrances = {row.encumbrance_id: encumbrance_of(row) for row in session.scalars(
-        select(EncumbranceRow).where(tuple_(EncumbranceRow.account_id, EncumbranceRow.instrument).in_(known),
-                                     EncumbranceRow.released_at.is_(None)))} if known else {}
+        select(EncumbranceRow).where(EncumbranceRow.account_id.in_(sorted({a for a, _ in known})),
+                                     EncumbranceRow.instrument.in_(sorted({i for _, i in known})),
+                                     EncumbranceRow.released_at.is_(None)))
+        if (row.account_id, row.instrument) in wanted} if known else {}
     for row in encumbrances.values():  # a pledge's lender must be known to the rules too
         if row.lender_account_id and row.lender_account_id not in accounts:
             lender = get_account(session, row.lender_account_id)
@@ -118,10 +128,9 @@ def append(session: Session, *, entry: JournalEntry, after: LedgerState, actor_i
     session.flush()
     session.add_all(PostingRow(entry_id=entry.entry_id, account_id=p.account_id, instrument=p.instrument,
                                side=p.side, quantity=p.quantity) for p in entry.postings)
-    locked = session.info.get(LOCKED_BALANCES, {})
     for account_id, instrument in entry.changes():
-        balance = locked.get((account_id, instrument)) or session.get(LedgerBalance, (account_id, instrument))
-        assert balance is not None  # locked by lock_state  # noqa: S101
+        balance = session.get(LedgerBalance, (account_id, instrument))
+        assert balance is not None  # created and locked by lock_state  # noqa: S101
         balance.quantity = after.balance(account_id=account_id, instrument=instrument)
     session.flush()
     return row
