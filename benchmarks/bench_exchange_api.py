@@ -57,6 +57,7 @@ from accounting.market_rules import CHINA_TZ, PriceBand  # noqa: E402
 from benchmarks.bench_exchange_core import make_stream, time_engine  # noqa: E402
 from pipelines.cli_exchange import (  # noqa: E402
     FEE_BP,
+    ORDER_ENTRIES,
     REFERENCE_PRICE_FEN,
     ApiClient,
     Seat,
@@ -72,8 +73,6 @@ MONDAY_10 = datetime(2026, 3, 2, 10, 0, tzinfo=CHINA_TZ)
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TARGET_ORDERS_PER_S = 1_000
 TARGET_P99_MS = 100.0
-#: How the clients send their orders: a REST request each, then over an order-entry WebSocket each.
-ORDER_ENTRIES = ("rest", "session")
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "exchange_api.json"
 #: Each client stops after this many requests even if time remains (the loop is bounded in count and time).
 MAX_REQUESTS_PER_CLIENT = 20_000

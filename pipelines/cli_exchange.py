@@ -77,6 +77,8 @@ FEE_BP = 10
 START_DAY = date(2026, 3, 2)  # a Monday
 SERVER_START_SECONDS = 60
 OFFICER_USER = "sim-officer"
+#: How agents send their orders: a REST request each, or over an order-entry WebSocket each.
+ORDER_ENTRIES = ("rest", "session")
 #: Rate limits of the rehearsal's server: far above what agents (or the benchmark's clients) send, so
 #: the limiter stays in the path without refusing the load.
 RAISED_LIMITS = {"CARBON_RATE_LIMIT_PER_MINUTE": "6000000", "CARBON_RATE_LIMIT_BURST": "100000",
@@ -701,7 +703,8 @@ def build_seats(roster: Roster, *, base_url: str, instrument: str, seed: int, fe
                 latencies: list[float] | None = None, order_entry: str = "rest") -> list[Seat]:
     """One seat per agent of the roster: compliance enterprises first, then traders.
 
-    ``order_entry`` is ``rest`` (a request per order) or ``session`` (an order-entry WebSocket per seat).
+    ``order_entry`` (one of :data:`ORDER_ENTRIES`) is ``rest`` (a request per order) or ``session`` (an
+    order-entry WebSocket per seat).
     """
     seats = []
     for spec in (*roster.compliance, *roster.traders):
@@ -820,7 +823,8 @@ def _simulate(args: argparse.Namespace, *, out: Any) -> bool:
         try:
             with live_api(settings, workers=args.workers) as base_url:
                 officer = ApiClient(base_url, bearer(roster.officer_key))
-                seats = build_seats(roster, base_url=base_url, instrument=args.instrument, seed=args.seed)
+                seats = build_seats(roster, base_url=base_url, instrument=args.instrument, seed=args.seed,
+                                    order_entry=args.order_entry)
                 rehearsal = Rehearsal(officer=officer, seed=args.seed, instrument=args.instrument,
                                       step_minutes=args.step_minutes, out=out, seats=seats)
                 rehearsal.set_clock(round_moments(days[0], args.step_minutes)[0])
@@ -868,6 +872,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     simulate.add_argument("--database-url", default=None,
                           help="an empty database (or schema) to rehearse on; default: SQLite in a temporary folder")
     simulate.add_argument("--workers", type=_positive, default=1, help="uvicorn worker processes (default 1)")
+    simulate.add_argument("--order-entry", choices=ORDER_ENTRIES, default="rest",
+                          help="agents send orders as REST requests (default) or over an order-entry WebSocket each")
     simulate.set_defaults(handler=cmd_simulate)
 
 

@@ -2,7 +2,8 @@
 
 Two small runs (four enterprises, two traders, two days, a round every 30 simulated minutes) with the same
 seed: each prints the per-day table, the compliance outcomes and both invariant checks passed; both print
-the same prices and volumes. On the PostgreSQL pass each run gets a throwaway schema of its own.
+the same prices and volumes, the first sending its orders as REST requests, the second over order-entry
+WebSocket sessions. On the PostgreSQL pass each run gets a throwaway schema of its own.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ def fresh_database(backend: str) -> Iterator[str | None]:
         yield None  # the command's own SQLite file in a temporary folder
 
 
-def simulate(database_url: str | None, *, seed: int = 11) -> str:
+def simulate(database_url: str | None, *, seed: int = 11, order_entry: str = "rest") -> str:
     command = [sys.executable, "-m", "pipelines.cli", "simulate", "--days", "2", "--seed", str(seed),
-               "--enterprises", str(ENTERPRISES), "--traders", "2", "--step-minutes", "30"]
+               "--enterprises", str(ENTERPRISES), "--traders", "2", "--step-minutes", "30",
+               "--order-entry", order_entry]
     if database_url is not None:
         command += ["--database-url", database_url]
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("CARBON_")}
@@ -60,7 +62,7 @@ def test_a_seeded_rehearsal_prints_its_days_and_outcomes_holds_the_invariants_an
     assert re.search(r"^ledger verify: ok ", first, re.M), first
     assert re.search(r"^exchange verify: ok \(\d+ commands replayed, \d+ trades\)$", first, re.M), first
 
-    if backend == "sqlite":  # the same seed prints the same report (checked once: it is the agents' property)
-        second = simulate(None)
+    if backend == "sqlite":  # the same seed prints the same report (checked once: it is the agents' property),
+        second = simulate(None, order_entry="session")  # whether the orders go as requests or over sessions
         report = [line for line in first.splitlines() if not line.startswith("elapsed")]
         assert [line for line in second.splitlines() if not line.startswith("elapsed")] == report
