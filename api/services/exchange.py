@@ -197,6 +197,11 @@ class _Loaded:
     #: Ledger accounts met so far (an account's kind and owner never change): a trade's counterparty is
     #: credited without reading its account again.
     accounts: dict[str, Account] = field(default_factory=dict)
+    #: The open orders this process wrote, as written (their columns, and their fills so far): a batch
+    #: describes them without reading them back. An order that ends, or that another process's command
+    #: touches, is forgotten (read back when next described).
+    views: dict[int, dict[str, Any]] = field(default_factory=dict)
+    fills: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     queue: CommandQueue = field(init=False)
 
@@ -206,7 +211,22 @@ class _Loaded:
     def drop(self) -> None:
         """Forget the engine (a transaction failed after applying to it); the next command rebuilds it."""
         self.engine, self.seq, self.created_at, self.holds, self.client_ids = None, 0, None, {}, {}
-        self.accounts = {}
+        self.accounts, self.views, self.fills = {}, {}, {}
+
+    def forget(self, order_ids: Iterable[int]) -> None:
+        for order_id in order_ids:
+            self.views.pop(order_id, None)
+            self.fills.pop(order_id, None)
+
+    def remember(self, run: _Run) -> None:
+        """After ``run`` committed: the open orders it wrote, as written; the orders that ended are forgotten."""
+        for order_id in run.orders:
+            known = run.known_row(order_id)
+            if known is None or known["state"] not in ex.OPEN_STATES:
+                self.forget((order_id,))
+                continue
+            self.fills[order_id] = run.known_fills(order_id, known["account_id"])
+            self.views[order_id] = known
 
 
 _ENGINES: dict[tuple[str, str], _Loaded] = {}
@@ -279,6 +299,7 @@ def _catch_up(session: Session, row: ExchangeInstrument, loaded: _Loaded, *, exa
         events = engine.apply(store.command_of(command.command))
         loaded.holds = _settlement(row, events, loaded.holds, band_high).holds
         _note_client_ids(loaded.client_ids, events)
+        loaded.forget(_touched_ids(events))  # another process's command: what it changed is read back
         loaded.seq = command.seq
     return engine
 
@@ -550,12 +571,18 @@ class _Run:
     def describe(self, answers: Iterable[_OrderAnswer]) -> dict[int, dict[str, Any]]:
         """The orders the answers name, with their fills, as written.
 
-        An order this batch created is described from the rows the batch wrote (all its fills are in the
-        batch too); the others are read back, two queries for the whole batch.
+        An order this batch created, or one this process wrote and still remembers (``_Loaded.views``), is
+        described from the rows written; the others are read back, two queries for the whole batch.
         """
-        wanted = {a.order_id for a in answers}
-        described = {order_id: self._describe_new(order_id) for order_id in wanted & self.new_orders}
-        ids = sorted(wanted - self.new_orders)
+        described: dict[int, dict[str, Any]] = {}
+        ids = []
+        for order_id in sorted({a.order_id for a in answers}):
+            known = self.known_row(order_id)
+            if known is None:
+                ids.append(order_id)
+                continue
+            trades = [SimpleNamespace(**t) for t in self.known_fills(order_id, known["account_id"])]
+            described[order_id] = describe_order(SimpleNamespace(**known), trades=trades)  # type: ignore[arg-type]
         if not ids:
             return described
         instrument = self.row.instrument
@@ -573,12 +600,18 @@ class _Run:
                          for r in rows)
         return described
 
-    def _describe_new(self, order_id: int) -> dict[str, Any]:
-        order = SimpleNamespace(**self.orders[order_id])
-        fills = [SimpleNamespace(**t) for t in self.trades
-                 if (t["buy_order_id"], t["buy_account_id"]) == (order_id, order.account_id)
-                 or (t["sell_order_id"], t["sell_account_id"]) == (order_id, order.account_id)]
-        return describe_order(order, trades=fills)  # type: ignore[arg-type]  # the row's columns, as written
+    def known_row(self, order_id: int) -> dict[str, Any] | None:
+        """The order's columns as this batch leaves them, when known without reading (created or remembered)."""
+        if order_id in self.new_orders:
+            return self.orders[order_id]
+        remembered = self.loaded.views.get(order_id)
+        return None if remembered is None else {**remembered, **self.orders.get(order_id, {})}
+
+    def known_fills(self, order_id: int, account_id: str) -> list[dict[str, Any]]:
+        """The fills of a known order: those remembered, then this batch's, in trade order."""
+        earlier = [] if order_id in self.new_orders else self.loaded.fills.get(order_id, [])
+        return earlier + [t for t in self.trades if (t["buy_order_id"], t["buy_account_id"]) == (order_id, account_id)
+                          or (t["sell_order_id"], t["sell_account_id"]) == (order_id, account_id)]
 
     # -- the trading day ----------------------------------------------------------------------------
 
@@ -831,6 +864,8 @@ def _write_batch(loaded: _Loaded, batch: list[Ticket]) -> None:
             session.expire_all()
         if progress.seq is not None:
             loaded.seq = progress.seq
+        if progress.run is not None:
+            loaded.remember(progress.run)
     for ticket in batch:
         if isinstance(ticket.pending, BaseException):
             ticket.fail(ticket.pending)

@@ -9,6 +9,7 @@ again in the next batch and acknowledged, and the failed command leaves no trace
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -209,3 +210,49 @@ def test_an_engine_never_counts_another_processs_commands_committed_just_after_i
         replay = exchange.verify(session, instrument=INSTRUMENT)
         assert replay["ok"], replay["problems"]
         assert ledger_service.verify(session)["ok"]
+
+
+def test_every_answer_is_the_order_as_stored_whether_described_from_memory_or_read_back(market: Market) -> None:
+    """A batch describes the orders this process wrote from memory (``_Loaded.views``): each answer must equal
+    the order read back from the database right after, through fills, cancels, replaces and commands another
+    process sends (which make this process forget what they touch)."""
+    rng = random.Random(5)
+    other_process: dict[Any, Any] = {}
+    open_orders: dict[int, list[int]] = {n: [] for n in range(4)}
+    for step in range(150):
+        n = rng.randrange(4)
+        mine = exchange._ENGINES  # noqa: SLF001
+        if step % 7 == 3:  # now and then the command comes through another process's engine
+            exchange._ENGINES = other_process  # noqa: SLF001
+        try:
+            with market.sessions() as session:
+                kwargs: dict[str, Any] = {"actor": market.traders[n], "instrument": INSTRUMENT}
+                roll = rng.random()
+                if open_orders[n] and roll < 0.3:
+                    order_id = open_orders[n].pop(rng.randrange(len(open_orders[n])))
+                    try:
+                        answer = exchange.cancel_order(session, order_id=order_id, **kwargs)
+                    except ex.ExchangeError:  # filled meanwhile
+                        continue
+                elif open_orders[n] and roll < 0.4:
+                    order_id = rng.choice(open_orders[n])
+                    try:
+                        answer = exchange.replace_order(session, order_id=order_id, price_fen=5000 + rng.randint(-5, 5),
+                                                        quantity_t=rng.randint(1, 20), **kwargs)
+                    except ex.ExchangeError:
+                        continue
+                else:
+                    answer = exchange.place_order(session, account_id=market.account(n), client_order_id=f"m-{step}",
+                                                  side=rng.choice(["buy", "sell"]), quantity_t=rng.randint(1, 30),
+                                                  price_fen=5000 + rng.randint(-5, 5), **kwargs)[1]
+                    open_orders[n].append(answer["order_id"])
+        finally:
+            exchange._ENGINES = mine  # noqa: SLF001
+        with market.sessions() as session:
+            stored = exchange.get_order(session, actor=market.traders[n], instrument=INSTRUMENT,
+                                        order_id=answer["order_id"])
+        assert answer == stored, step
+        if answer["state"] not in ("new", "partially_filled"):
+            open_orders[n] = [i for i in open_orders[n] if i != answer["order_id"]]
+    with market.sessions() as session:
+        assert exchange.verify(session, instrument=INSTRUMENT)["ok"]
