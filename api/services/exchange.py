@@ -478,7 +478,7 @@ class _Run:
         missing = set(keys) - self.locked
         if not missing:
             return
-        more = ledger_store.lock_state(self.session, keys=missing)
+        more = ledger_store.lock_state(self.session, keys=missing, known_accounts=self.loaded.accounts)
         self.loaded.accounts.update(more.accounts)
         state = self.ledger
         balances = {**state.balances, **{k: more.balances.get(k, 0) + self.deltas.get(k, 0) for k in missing}}

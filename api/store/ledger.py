@@ -9,7 +9,7 @@ postings and the new balances. On SQLite the whole transaction already holds the
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
 
@@ -80,16 +80,22 @@ def _locked_balances(session: Session, keys: list[Key]) -> dict[Key, int]:
     return found
 
 
-def lock_state(session: Session, *, keys: Iterable[Key], reverses: str | None = None) -> LedgerState:
+def lock_state(session: Session, *, keys: Iterable[Key], reverses: str | None = None,
+               known_accounts: Mapping[str, Account] | None = None) -> LedgerState:
     """The ledger as far as a change touching ``keys`` needs it, with those balances locked until commit.
 
     Unknown accounts are not opened here: they are absent from the state and the rules refuse them.
+    ``known_accounts`` are accounts the caller read before (an account's kind and owner never change):
+    only the others are read.
     """
     ordered = sorted(set(keys))
     account_ids = sorted({a for a, _ in ordered})
-    accounts = {a: Account(account_id=a, kind=kind, owner_id=owner) for a, kind, owner in session.execute(
-        select(LedgerAccount.account_id, LedgerAccount.kind, LedgerAccount.owner_id)
-        .where(LedgerAccount.account_id.in_(account_ids)))}
+    known_accounts = known_accounts or {}
+    accounts = {a: known_accounts[a] for a in account_ids if a in known_accounts}
+    if unread := [a for a in account_ids if a not in accounts]:
+        accounts.update((a, Account(account_id=a, kind=kind, owner_id=owner)) for a, kind, owner in session.execute(
+            select(LedgerAccount.account_id, LedgerAccount.kind, LedgerAccount.owner_id)
+            .where(LedgerAccount.account_id.in_(unread))))
     known = [k for k in ordered if k[0] in accounts]
     balances = {k: q for k, q in _locked_balances(session, known).items() if q} if known else {}
     wanted = set(known)
