@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import MutableMapping
 from typing import Annotated, Any, Literal
@@ -51,7 +52,8 @@ MAX_MESSAGE_CHARS = 4096
 #: The socket closes with this code when its credential no longer signs in (RFC 6455: policy violation).
 CLOSE_SIGNED_OUT = 1008
 
-Ref = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="your id for the command's answer")]
+_REF = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+Ref = Annotated[str, Field(pattern=f"^{_REF.pattern}$", description="your id for the command's answer")]
 
 
 class PlaceCommand(OrderRequest):
@@ -103,6 +105,7 @@ class _Session:
         self.sending = asyncio.Lock()
         self.in_flight: set[asyncio.Task[None]] = set()
         self.signed_out = False
+        self.closed = False
 
     async def serve(self) -> None:
         """Read commands until the client closes (or its credential no longer signs in); answer each."""
@@ -125,8 +128,7 @@ class _Session:
         finally:
             if self.in_flight:
                 await asyncio.wait(set(self.in_flight))
-        if self.signed_out:
-            await self.websocket.close(code=CLOSE_SIGNED_OUT, reason="the credential no longer signs in")
+        await self.sign_out()
 
     async def run(self, command: PlaceCommand | OrderCommand) -> None:
         try:
@@ -135,8 +137,16 @@ class _Session:
         except AuthenticationRequiredError as err:
             self.signed_out = True
             await self.send(_problem(self.websocket, command.ref, err))
+            await self.sign_out()
         finally:
             self.slots.release()
+
+    async def sign_out(self) -> None:
+        """Close the socket (once) when its credential no longer signs in; the reading loop then ends."""
+        if self.signed_out and not self.closed:
+            self.closed = True
+            async with self.sending:
+                await self.websocket.close(code=CLOSE_SIGNED_OUT, reason="the credential no longer signs in")
 
     async def send(self, text: str) -> None:
         async with self.sending:
@@ -200,7 +210,7 @@ def _ref_of(text: str) -> str | None:
         ref = json.loads(text).get("ref")
     except (ValueError, AttributeError):
         return None
-    return ref if isinstance(ref, str) and len(ref) <= 64 else None
+    return ref if isinstance(ref, str) and _REF.fullmatch(ref) else None
 
 
 def _problem(websocket: WebSocket | None, ref: str | None, err: Exception) -> str:

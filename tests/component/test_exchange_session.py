@@ -7,20 +7,24 @@ and a credential revoked while the socket is open stops the next command and clo
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from starlette.testclient import WebSocketDenialResponse, WebSocketTestSession
+from starlette.types import Message
 
 from accounting.review import Actor
 from api.services import users
 from tests.auth_support import OFFICER
 from tests.component.test_exchange_api import footprint
-from tests.exchange_support import INSTRUMENT, QIAN, UNITS_T, ZHOU, Market, market
+from tests.exchange_support import CHP_ACCOUNT, CHP_USER, INSTRUMENT, QIAN, UNITS_T, ZHOU, Market, market
 
 SESSION = "/v1/exchange/session"
 ORDERS = f"/v1/exchange/instruments/{INSTRUMENT}/orders"
@@ -63,6 +67,24 @@ def over_rest(mkt: Market, headers: dict[str, str], command: dict[str, Any]) -> 
     return answer.status_code, answer.json()
 
 
+def same_refusal(mkt: Market, ws: WebSocketTestSession, command: dict[str, Any], status: int, code: str) -> None:
+    """The command is refused with ``status`` and ``code`` over REST and over the session alike."""
+    rest_status, rest_body = over_rest(mkt, QIAN, command)
+    answer = ask(ws, command)
+    assert (answer["status"], answer["problem"]["code"]) == (rest_status, rest_body["code"]) == (status, code), answer
+    assert answer["problem"]["status"] == status and "order" not in answer
+
+
+def next_message(ws: WebSocketTestSession, seconds: float) -> Message | None:
+    """The next message the server sends, or None when none comes in time (``ws.receive()`` would wait forever)."""
+    async def within() -> Message | None:
+        with anyio.move_on_after(seconds):  # the TestClient's own stream of the app's messages (no public timeout)
+            message: Message = await ws._send_rx.receive()
+            return message
+        return None
+    return ws.portal.call(within)
+
+
 def rest_order(mkt: Market, order_id: int) -> dict[str, Any]:
     answer = mkt.client.get(f"{ORDERS}/{order_id}", headers=QIAN)
     assert answer.status_code == 200, answer.text
@@ -93,6 +115,7 @@ def test_place_get_and_cancel_answer_what_rest_answers(mkt: Market) -> None:
         [fill] = taken["fills"]
         assert (fill["price_fen"], fill["quantity_t"], fill["liquidity"]) == (5010, 300, "taker")
         assert taken == rest_order(mkt, taken["order_id"])
+        assert ask(ws, on_order("get", "r5", taken["order_id"]))["order"] == taken
     assert mkt.balance("TR-QIAN", INSTRUMENT) == UNITS_T + 300
     mkt.verify()
 
@@ -103,13 +126,9 @@ def test_refusals_are_the_rest_routes_and_the_session_keeps_serving(mkt: Market)
         mine = ask(ws, place("mine"))["order"]["order_id"]
         assert ask(ws, on_order("cancel", "c1", mine))["status"] == 200
         before = footprint(mkt)
-        for command, status, code in (
-            (place("poor", quantity_t=2_000, price_fen=5000), 409, "insufficient_funds"),
-            (place("short", side="sell", quantity_t=UNITS_T + 1, price_fen=5000), 409, "insufficient_holdings"),
-        ):
-            assert over_rest(mkt, QIAN, command)[0] == status
-            answer = ask(ws, command)
-            assert (answer["status"], answer["problem"]["code"]) == (status, code), answer
+        same_refusal(mkt, ws, place("poor", quantity_t=2_000, price_fen=5000), 409, "insufficient_funds")
+        same_refusal(mkt, ws, place("short", side="sell", quantity_t=UNITS_T + 1, price_fen=5000), 409,
+                     "insufficient_holdings")
         assert footprint(mkt) == before  # a missing balance writes nothing, over either
         for command, status, code in (
             (place("high", quantity_t=1, price_fen=5600), 422, "outside_band"),
@@ -122,10 +141,7 @@ def test_refusals_are_the_rest_routes_and_the_session_keeps_serving(mkt: Market)
             (on_order("cancel", "their-cancel", theirs), 404, "unknown_order"),
             (on_order("cancel", "second-cancel", mine), 409, "order_not_open"),
         ):
-            rest_status, rest_body = over_rest(mkt, QIAN, command)
-            answer = ask(ws, command)
-            assert (answer["status"], answer["problem"]["code"]) == (rest_status, rest_body["code"]) == (status, code)
-            assert answer["problem"]["status"] == status and "order" not in answer
+            same_refusal(mkt, ws, command, status, code)
         assert footprint(mkt)[1:] == before[1:]  # refused: no order and no entry
         assert rest_order(mkt, mine)["state"] == "cancelled"
     assert mkt.client.get(f"{ORDERS}/{theirs}", headers=ZHOU).json()["state"] == "new"
@@ -135,24 +151,25 @@ def test_refusals_are_the_rest_routes_and_the_session_keeps_serving(mkt: Market)
 def test_messages_that_are_no_command_are_refused_one_by_one(mkt: Market) -> None:
     with mkt.client.websocket_connect(SESSION, headers=QIAN) as ws:
         order_id = ask(ws, place("r0"))["order"]["order_id"]
-        for send, ref, status, code in (
-            (lambda: ws.send_json({**place("extra"), "colour": "red"}), "extra", 422, "invalid_request"),
-            (lambda: ws.send_json(place("side", side="hold")), "side", 422, "invalid_request"),
-            (lambda: ws.send_json({"op": "amend", "ref": "op"}), "op", 422, "invalid_request"),
-            (lambda: ws.send_text("not json"), None, 422, "invalid_request"),
-            (lambda: ws.send_bytes(b'{"op": "get"}'), None, 415, "unsupported_media_type"),
-            (lambda: ws.send_text(" " * 4097), None, 413, "payload_too_large"),
+        for message, ref, status, code, wrong in (
+            ({"text": json.dumps({**place("extra"), "colour": "red"})}, "extra", 422, "invalid_request", ["colour"]),
+            ({"text": json.dumps(place("side", side="hold"))}, "side", 422, "invalid_request", ["side"]),
+            ({"text": json.dumps({"op": "amend", "ref": "op"})}, "op", 422, "invalid_request", None),
+            ({"text": json.dumps(place("r" * 65))}, None, 422, "invalid_request", None),  # no usable ref
+            ({"text": "not json"}, None, 422, "invalid_request", None),
+            ({"bytes": json.dumps(place("binary")).encode()}, None, 415, "unsupported_media_type", None),
+            ({"text": " " * 4097}, None, 413, "payload_too_large", None),
         ):
-            send()
+            ws.send({"type": "websocket.receive", **message})
             answer = ws.receive_json()
             assert (answer["ref"], answer["status"], answer["problem"]["code"]) == (ref, status, code), answer
-            still = ask(ws, on_order("get", f"after-{code}", order_id))
+            if wrong is not None:
+                assert [e["loc"][-1] for e in answer["problem"]["errors"]] == wrong, answer
+            still = ask(ws, on_order("get", f"after-{status}", order_id))
             assert (still["status"], still["order"]["order_id"]) == (200, order_id)
-        ws.send_json({**place("extra2"), "colour": "red"})
-        errors = ws.receive_json()["problem"]["errors"]
-        assert [(e["loc"][-1], e["type"]) for e in errors] == [("colour", "extra_forbidden")]
-        ws.send_json(place("side2", side="hold"))
-        assert [e["loc"][-1] for e in ws.receive_json()["problem"]["errors"]] == ["side"]
+        longest = json.dumps(on_order("get", "longest", order_id)).ljust(4096)  # exactly the limit: still a command
+        ws.send_text(longest)
+        assert ws.receive_json()["status"] == 200
     listed = mkt.client.get("/v1/exchange/orders", headers=QIAN).json()["items"]
     assert [o["order_id"] for o in listed] == [order_id]  # nothing refused was placed
 
@@ -184,20 +201,36 @@ def test_the_handshake_signs_in_with_the_authorization_header_of_a_trader_or_ent
         token = mkt.client.post("/v1/auth/token", data=login).json()["access_token"]
         with mkt.client.websocket_connect(SESSION, headers={"Authorization": f"Bearer {token}"}) as ws:
             assert ask(ws, place("by-token"))["status"] == 201  # the same user signs in with its token
+        with mkt.client.websocket_connect(SESSION, headers=CHP_USER) as ws:  # an enterprise trades its own account
+            assert ask(ws, place("chp", account_id=CHP_ACCOUNT))["status"] == 201
 
 
-def test_a_key_revoked_while_the_socket_is_open_stops_the_next_command_and_closes_it(mkt: Market) -> None:
+@contextmanager
+def revoked_after_one_order(mkt: Market) -> Iterator[WebSocketTestSession]:
+    """A session signed in with a new API key of Qian's that places one order; then the key is revoked over REST."""
     issued = mkt.call("POST", "/v1/auth/keys", QIAN, json={"name": "order entry"}).json()
     with mkt.client.websocket_connect(SESSION, headers={"Authorization": f"Bearer {issued['api_key']}"}) as ws:
         assert ask(ws, place("before"))["status"] == 201
         revoked = mkt.client.delete(f"/v1/auth/keys/{issued['key_id']}", headers=QIAN)
         assert revoked.status_code == 200 and revoked.json()["revoked_at"], revoked.text
+        yield ws
+
+
+def test_a_key_revoked_while_the_socket_is_open_stops_the_next_command(mkt: Market) -> None:
+    with revoked_after_one_order(mkt) as ws:
         refused = ask(ws, place("after"))
         assert (refused["status"], refused["problem"]["code"]) == (401, "authentication_required")
-        closed = ws.receive()
-        assert (closed["type"], closed.get("code")) == ("websocket.close", 1008), closed
     listed = mkt.client.get("/v1/exchange/orders", headers=QIAN).json()["items"]
     assert [o["client_order_id"] for o in listed] == ["before"]  # the command after the revocation wrote nothing
+    with mkt.client.websocket_connect(SESSION, headers=QIAN) as ws:  # Qian's other key still signs in
+        assert ask(ws, place("other-key"))["status"] == 201
+
+
+def test_the_socket_closes_with_1008_right_after_the_401(mkt: Market) -> None:
+    with revoked_after_one_order(mkt) as ws:
+        assert ask(ws, place("after"))["status"] == 401
+        closed = next_message(ws, seconds=1.0)
+        assert closed is not None and (closed["type"], closed.get("code")) == ("websocket.close", 1008), closed
 
 
 def test_pipelined_commands_are_each_answered_once_and_all_placed(mkt: Market) -> None:
