@@ -38,7 +38,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from types import MappingProxyType, SimpleNamespace
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, or_, select, update
+from sqlalchemy import Connection, Engine, Table, or_, select
 from sqlalchemy.orm import Session
 
 from accounting import exchange as ex
@@ -73,7 +73,7 @@ from api.services.exchange_queue import CommandQueue, Ticket
 from api.store import audit
 from api.store import exchange as store
 from api.store import ledger as ledger_store
-from api.store.db import insert_rows
+from api.store.db import insert_rows, update_rows
 from api.store.schema import (
     ExchangeClock,
     ExchangeCommand,
@@ -563,8 +563,9 @@ class _Run:
         insert_rows(connection, _TABLES[ExchangeCommand], self.commands)
         insert_rows(connection, _TABLES[ExchangeOrder],
                     [v for order_id, v in self.orders.items() if order_id in self.new_orders])
-        if changed := [v for order_id, v in self.orders.items() if order_id not in self.new_orders]:
-            session.execute(update(ExchangeOrder), changed)
+        update_rows(connection, _TABLES[ExchangeOrder],
+                    [v for order_id, v in self.orders.items() if order_id not in self.new_orders],
+                    key=("instrument", "order_id"))
         insert_rows(connection, _TABLES[ExchangeTrade], self.trades)
         session.flush()
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import JSON, Connection, Engine, Table, create_engine, event, text
+from sqlalchemy import JSON, Connection, Engine, Table, bindparam, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -142,4 +142,34 @@ def insert_rows(connection: Connection, table: Table, rows: list[dict[str, Any]]
     with driver.cursor().copy(statement) as copy:
         for row in rows:
             copy.write_row([row[name] if process is None else process(row[name]) for name, process in processors])
+
+
+def update_rows(connection: Connection, table: Table, rows: list[dict[str, Any]], *, key: tuple[str, ...]) -> None:
+    """Update the rows of ``table`` named by the ``key`` columns of ``rows`` to the other values of ``rows``.
+
+    One statement on PostgreSQL (the rows sent as arrays, joined with ``unnest``), an executemany elsewhere.
+    """
+    if not rows:
+        return
+    dialect = connection.dialect
+    columns = list(rows[0])
+    changed = [name for name in columns if name not in key]
+    if dialect.name != "postgresql":
+        statement = (table.update().where(*(table.c[name] == bindparam(f"key_{name}") for name in key))
+                     .values({name: bindparam(f"new_{name}") for name in changed}))
+        connection.execute(statement, [{**{f"key_{n}": row[n] for n in key}, **{f"new_{n}": row[n] for n in changed}}
+                                       for row in rows])
+        return
+    arrays = {}
+    for name in columns:
+        process = table.c[name].type.bind_processor(dialect)
+        arrays[name] = [row[name] if process is None else process(row[name]) for row in rows]
+    element = {name: table.c[name].type.compile(dialect=dialect) for name in columns}
+    joined = text(
+        f'UPDATE "{table.name}" AS t SET '
+        + ", ".join(f'"{name}" = v."{name}"' for name in changed)
+        + " FROM unnest(" + ", ".join(f"CAST(:{name} AS {element[name]}[])" for name in columns) + ") AS v("
+        + ", ".join(f'"{name}"' for name in columns) + ") WHERE "
+        + " AND ".join(f't."{name}" = v."{name}"' for name in key))
+    connection.execute(joined, arrays)
 
