@@ -62,7 +62,9 @@ def create_db_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _begin_immediate)
         return engine
-    return create_engine(url, pool_pre_ping=False, pool_size=40, max_overflow=10)
+    # A pool as large as the requests a process serves at once (its worker threads): under load a connection is
+    # taken from the pool, not opened (a PostgreSQL connection is a server process of its own).
+    return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20)
 
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
