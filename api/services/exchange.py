@@ -204,9 +204,32 @@ class _Loaded:
     fills: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     queue: CommandQueue = field(init=False)
+    #: The writer's database connection, kept from one batch to the next while the writer works.
+    connection: Connection | None = None
 
     def __post_init__(self) -> None:
-        self.queue = CommandQueue(lambda batch: _write_batch(self, batch), name=f"exchange-writer {self.instrument}")
+        self.queue = CommandQueue(lambda batch: _write_batch(self, batch), on_idle=self.release,
+                                  name=f"exchange-writer {self.instrument}")
+
+    def connection_to(self, bind: Engine | Connection) -> Connection:
+        """The writer's connection to ``bind``'s database (opened, or opened again after a failure)."""
+        engine = bind.engine if isinstance(bind, Connection) else bind
+        if self.connection is not None and (self.connection.engine is not engine or self.connection.invalidated):
+            self.close_connection()
+        if self.connection is None:
+            self.connection = engine.connect()
+        return self.connection
+
+    def release(self) -> None:
+        """Give the writer's connection back to the pool (the writer stops)."""
+        with self.lock:
+            self.close_connection()
+
+    def close_connection(self) -> None:
+        """Close the writer's connection (under ``lock``): the next batch opens another."""
+        if self.connection is not None:
+            connection, self.connection = self.connection, None
+            connection.close()
 
     def drop(self) -> None:
         """Forget the engine (a transaction failed after applying to it); the next command rebuilds it."""
@@ -842,31 +865,15 @@ def _write_batch(loaded: _Loaded, batch: list[Ticket]) -> None:
     and is answered with its error; one the engine refused is logged and answered with its code. Any
     other failure rolls the whole transaction back and drops the engine (the next batch rebuilds it from
     the log): the command that failed gets the error, the others of the batch are tried again (nothing of
-    theirs was kept, nobody was acknowledged). A failure of the commit itself is everybody's. The batch
-    runs in a session of its own, on the database of its first ticket.
+    theirs was kept, nobody was acknowledged). A failure of the commit itself is everybody's.
     """
     progress = _Progress()
-    instrument = loaded.instrument
-    with loaded.lock, Session(bind=batch[0].bind, expire_on_commit=False) as session:
+    with loaded.lock:
         try:
-            described = _apply_and_commit(session, instrument, loaded, batch, progress)
+            described = _commit_batch(loaded, batch, progress)
         except Exception as err:  # noqa: BLE001 - every failure is answered to the tickets it concerns
-            session.rollback()
-            if progress.run is None or progress.run.applied:
-                loaded.drop()
-            if isinstance(err, _NothingToWriteError):  # the day's roll waits for a command that is accepted
-                for ticket in batch:
-                    ticket.fail(ticket.pending)
-            else:
-                _fail(loaded.queue, batch, err, culprit=progress.current, committing=progress.committing,
-                      refused=progress.run is None and isinstance(err, AccountingError))
+            _batch_failed(loaded, batch, progress, err)
             return
-        finally:
-            session.expire_all()
-        if progress.seq is not None:
-            loaded.seq = progress.seq
-        if progress.run is not None:
-            loaded.remember(progress.run)
     for ticket in batch:
         if isinstance(ticket.pending, BaseException):
             ticket.fail(ticket.pending)
@@ -874,6 +881,36 @@ def _write_batch(loaded: _Loaded, batch: list[Ticket]) -> None:
             ticket.succeed((ticket.pending.created, described[ticket.pending.order_id]))
         else:
             ticket.succeed(ticket.pending)
+
+
+def _commit_batch(loaded: _Loaded, batch: list[Ticket], progress: _Progress) -> dict[int, dict[str, Any]]:
+    """The batch in a session of its own, on the writer's connection to the database of its first ticket."""
+    with Session(bind=loaded.connection_to(batch[0].bind), expire_on_commit=False) as session:
+        try:
+            described = _apply_and_commit(session, loaded.instrument, loaded, batch, progress)
+        except Exception:
+            session.rollback()
+            raise
+        finally:
+            session.expire_all()
+    if progress.seq is not None:
+        loaded.seq = progress.seq
+    if progress.run is not None:
+        loaded.remember(progress.run)
+    return described
+
+
+def _batch_failed(loaded: _Loaded, batch: list[Ticket], progress: _Progress, err: Exception) -> None:
+    """After a rollback: a fresh connection and, if commands were applied, a fresh engine; answer the tickets."""
+    loaded.close_connection()
+    if progress.run is None or progress.run.applied:
+        loaded.drop()
+    if isinstance(err, _NothingToWriteError):  # the day's roll waits for a command that is accepted
+        for ticket in batch:
+            ticket.fail(ticket.pending)
+    else:
+        _fail(loaded.queue, batch, err, culprit=progress.current, committing=progress.committing,
+              refused=progress.run is None and isinstance(err, AccountingError))
 
 
 def _apply_and_commit(session: Session, instrument: str, loaded: _Loaded, batch: list[Ticket],

@@ -75,8 +75,10 @@ class CommandQueue:
     """The waiting tickets of one instrument in this process and the thread that writes them."""
 
     def __init__(self, write_batch: Callable[[list[Ticket]], None], *, max_batch: int = MAX_BATCH,
-                 name: str = "exchange-writer") -> None:
+                 on_idle: Callable[[], None] | None = None, name: str = "exchange-writer") -> None:
         self.write_batch = write_batch
+        #: Called by the writer thread as it ends (nothing waited for :data:`LINGER_SECONDS`).
+        self.on_idle = on_idle
         self.max_batch = max_batch
         self.name = name
         self._condition = threading.Condition()
@@ -135,6 +137,13 @@ class CommandQueue:
                 self._condition.notify()
 
     def _write_while_waiting(self) -> None:
+        try:
+            self._write_batches()
+        finally:
+            if self.on_idle is not None:
+                self.on_idle()
+
+    def _write_batches(self) -> None:
         while (batch := self._next_batch()) is not None:
             try:
                 self.write_batch(batch)
