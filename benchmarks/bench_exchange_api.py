@@ -11,7 +11,9 @@ p99 latency under 100 ms, at 32 concurrent clients. What is measured, per databa
   limits raised far above the load (settings ``rate_limit_per_minute``, ``exchange_orders_per_minute``);
   CEA-2025 listed at 50.00 CNY, fee 10 bp, settlement at each trade, the clock paused in a session;
 * the load: ``--clients`` threads (default 32), each a pilot trader (``accounting.agents.TraderAgent``,
-  noise or mean-reversion, seeded) on its own keep-alive connection, sending what its agent decides:
+  noise or mean-reversion, seeded) on its own keep-alive connection, measured twice: a REST request per
+  order, then over an order-entry WebSocket per client (``/v1/exchange/session``, the same agents and
+  answers; ``ORDER_ENTRIES``). Each client sends what its agent decides:
   limit buys and sells near the middle (some crossing it), some market and IOC orders, cancels of its
   resting orders (a cancel that comes too late is followed by a read of the order, not counted). Every
   answer is durable: the service commits the command, its ledger entry and its trades before answering;

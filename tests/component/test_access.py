@@ -19,9 +19,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.routing import WebSocketRoute
+from starlette.testclient import WebSocketDenialResponse
 
 from accounting.review import USER_ROLES
-from api.access import POLICY, Rule
+from api.access import POLICY, SOCKET_POLICY, Rule
 from api.main import create_app
 from api.openapi import api_routes
 from pipelines.settings import Settings
@@ -118,6 +120,28 @@ def test_every_route_answers_every_role_as_the_table_says(client: TestClient) ->
                     assert answer == (404, "not_found"), f"{where}: {foreign} gave {answer}"
                     checked += 1
     assert checked >= len(POLICY) * (1 + len(USER_ROLES))
+
+
+def test_every_websocket_is_in_the_socket_table_and_lets_in_only_its_roles(client: TestClient) -> None:
+    def socket_routes(routes: list[Any]) -> Iterator[WebSocketRoute]:  # also inside included routers
+        for route in routes:
+            if isinstance(route, WebSocketRoute):
+                yield route
+            elif (included := getattr(route, "original_router", None)) is not None:
+                yield from socket_routes(included.routes)
+
+    sockets = {("WEBSOCKET", route.path) for route in socket_routes(client.app.routes)}  # type: ignore[attr-defined]
+    assert sockets == set(SOCKET_POLICY)
+    for (_, path), access in SOCKET_POLICY.items():
+        for role, headers in [("anonymous", {}), *HEADERS.items()]:
+            if role in access.roles:
+                with client.websocket_connect(path, headers=headers):
+                    pass
+                continue
+            with pytest.raises(WebSocketDenialResponse) as refused, client.websocket_connect(path, headers=headers):
+                pass
+            expected = (401, "authentication_required") if role == "anonymous" else (403, "role_not_allowed")
+            assert (refused.value.status_code, refused.value.json()["code"]) == expected, f"{path} as {role}"
 
 
 def test_a_route_missing_from_the_table_is_refused_to_everybody(published_zone: Settings) -> None:
