@@ -830,11 +830,11 @@ async def submit_async(session: Session, submission: Submission) -> Any:
 def _begin(session: Session, instrument: str, loaded: _Loaded, batch: list[Ticket]) -> _Run:
     """The locked, caught-up instrument whose day has been rolled, with its senders' balances locked."""
     session.expire_all()  # under the lock every row is read afresh
-    row = store.instrument(session, instrument, lock=True)
+    row, clock = store.locked_instrument_and_clock(session, instrument)
     if row is None:
         raise ExchangeError(f"'{instrument}' is not listed on the exchange", code="instrument_not_listed")
     engine = _catch_up(session, row, loaded, exact=True)
-    run = _Run(session=session, row=row, loaded=loaded, engine=engine, at=now(session), actor=batch[0].actor)
+    run = _Run(session=session, row=row, loaded=loaded, engine=engine, at=_moment(clock), actor=batch[0].actor)
     senders = sorted({a for ticket in batch for a in ticket.accounts} | {clearing_account_id(instrument)})
     run.lock((a, asset) for a in senders for asset in (CNY, instrument))
     run.roll()

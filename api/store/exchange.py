@@ -181,6 +181,15 @@ def clock(session: Session) -> ExchangeClock | None:
     return session.get(ExchangeClock, 1)
 
 
+def locked_instrument_and_clock(session: Session, code: str) -> tuple[ExchangeInstrument | None, ExchangeClock | None]:
+    """The instrument's row, locked until commit, and the clock's row, in one statement."""
+    found = session.execute(select(ExchangeInstrument, ExchangeClock)
+                            .outerjoin(ExchangeClock, ExchangeClock.id == 1)
+                            .where(ExchangeInstrument.instrument == code)
+                            .with_for_update(of=ExchangeInstrument)).one_or_none()
+    return (None, None) if found is None else (found[0], found[1])
+
+
 # -- the ledger's balances, as a batch of exchange commands changes them --------------------------------------
 
 _BALANCES = cast(Table, LedgerBalance.__table__)
