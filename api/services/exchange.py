@@ -474,7 +474,9 @@ class _Run:
             "executed_at": self.at, "entry_id": entry_id if fees.settled else None})
         if trading_day == row.trading_day:
             self.bought_now[event.buy_account_id] = self.bought_now.get(event.buy_account_id, 0) + event.quantity_t
-        bar = self.bars.get(trading_day) or self.bars.setdefault(trading_day, _day_row(self.session, row, trading_day))
+        bar = self.bars.get(trading_day)
+        if bar is None:
+            bar = self.bars[trading_day] = _day_row(self.session, row, trading_day)
         value = event.price_fen * event.quantity_t
         bar.trades += 1
         if event.mode in LISTED_MODES:
