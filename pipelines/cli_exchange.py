@@ -945,6 +945,8 @@ def cmd_exchange(args: argparse.Namespace) -> int:
                        '-H "Content-Type: application/json" -d \'{"account_id": "TR-DEMO-1", "client_order_id": '
                        '"demo-1", "side": "buy", "quantity_t": 100, "price_fen": 5000}\' '
                        f"http://127.0.0.1:8000/v1/exchange/instruments/{done['instrument']}/orders")
+    _write(sys.stdout, "Many orders: one order session, ws://127.0.0.1:8000/v1/exchange/session (README, "
+                       '"Order sessions")')
     return 0
 
 
