@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -57,27 +57,38 @@ def _ensure_balance_rows(session: Session, keys: list[Key]) -> None:
     session.execute(insert(LedgerBalance).values(values).on_conflict_do_nothing())
 
 
-def _locked_balances(session: Session, keys: list[Key]) -> dict[Key, int]:
-    """The balances of ``keys``, their rows locked in key order until commit (created at zero when missing).
+def _locked_balances(session: Session, keys: list[Key]) -> tuple[dict[Key, int], dict[str, Encumbrance]]:
+    """The balances of ``keys``, their rows locked in key order until commit (created at zero when missing),
+    and the encumbrances on them not yet released, in one statement.
 
     The rows are selected as every account of ``keys`` in every instrument of ``keys`` (two short lists
     instead of a list of pairs, much cheaper to send): a row of that product outside ``keys`` is locked too.
     """
     account_ids, instruments = sorted({a for a, _ in keys}), sorted({i for _, i in keys})
-
-    def read() -> dict[Key, int]:
-        return {(a, i): q for a, i, q in session.execute(
-            select(LedgerBalance.account_id, LedgerBalance.instrument, LedgerBalance.quantity)
-            .where(LedgerBalance.account_id.in_(account_ids), LedgerBalance.instrument.in_(instruments))
-            .order_by(LedgerBalance.account_id, LedgerBalance.instrument).with_for_update())
-            if (a, i) in wanted}
-
     wanted = set(keys)
-    found = read()
+
+    def read() -> tuple[dict[Key, int], dict[str, Encumbrance]]:
+        balances: dict[Key, int] = {}
+        encumbrances: dict[str, Encumbrance] = {}
+        for a, i, q, encumbrance in session.execute(
+                select(LedgerBalance.account_id, LedgerBalance.instrument, LedgerBalance.quantity, EncumbranceRow)
+                .outerjoin(EncumbranceRow, and_(EncumbranceRow.account_id == LedgerBalance.account_id,
+                                                EncumbranceRow.instrument == LedgerBalance.instrument,
+                                                EncumbranceRow.released_at.is_(None)))
+                .where(LedgerBalance.account_id.in_(account_ids), LedgerBalance.instrument.in_(instruments))
+                .order_by(LedgerBalance.account_id, LedgerBalance.instrument)
+                .with_for_update(of=LedgerBalance)):
+            if (a, i) in wanted:
+                balances[(a, i)] = q
+                if encumbrance is not None:
+                    encumbrances[encumbrance.encumbrance_id] = encumbrance_of(encumbrance)
+        return balances, encumbrances
+
+    found, encumbrances = read()
     if len(found) < len(keys):  # a balance seen for the first time: create its row, then lock them all
         _ensure_balance_rows(session, [k for k in keys if k not in found])
-        found = read()
-    return found
+        found, encumbrances = read()
+    return found, encumbrances
 
 
 def lock_state(session: Session, *, keys: Iterable[Key], reverses: str | None = None,
@@ -97,13 +108,8 @@ def lock_state(session: Session, *, keys: Iterable[Key], reverses: str | None = 
             select(LedgerAccount.account_id, LedgerAccount.kind, LedgerAccount.owner_id)
             .where(LedgerAccount.account_id.in_(unread))))
     known = [k for k in ordered if k[0] in accounts]
-    balances = {k: q for k, q in _locked_balances(session, known).items() if q} if known else {}
-    wanted = set(known)
-    encumbrances = {row.encumbrance_id: encumbrance_of(row) for row in session.scalars(
-        select(EncumbranceRow).where(EncumbranceRow.account_id.in_(sorted({a for a, _ in known})),
-                                     EncumbranceRow.instrument.in_(sorted({i for _, i in known})),
-                                     EncumbranceRow.released_at.is_(None)))
-        if (row.account_id, row.instrument) in wanted} if known else {}
+    locked, encumbrances = _locked_balances(session, known) if known else ({}, {})
+    balances = {k: q for k, q in locked.items() if q}
     for row in encumbrances.values():  # a pledge's lender must be known to the rules too
         if row.lender_account_id and row.lender_account_id not in accounts:
             lender = get_account(session, row.lender_account_id)
