@@ -202,6 +202,10 @@ class _Loaded:
     #: touches, is forgotten (read back when next described).
     views: dict[int, dict[str, Any]] = field(default_factory=dict)
     fills: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    #: Tonnes each account bought on ``bought_day`` (T+1), as committed: read once, then kept up to date by
+    #: this process's batches; forgotten when another process's command is met, or the day changes.
+    bought: dict[str, int] = field(default_factory=dict)
+    bought_day: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     queue: CommandQueue = field(init=False)
     #: The writer's database connection, kept from one batch to the next while the writer works.
@@ -234,15 +238,22 @@ class _Loaded:
     def drop(self) -> None:
         """Forget the engine (a transaction failed after applying to it); the next command rebuilds it."""
         self.engine, self.seq, self.created_at, self.holds, self.client_ids = None, 0, None, {}, {}
-        self.accounts, self.views, self.fills = {}, {}, {}
+        self.accounts, self.views, self.fills, self.bought, self.bought_day = {}, {}, {}, {}, None
 
     def forget(self, order_ids: Iterable[int]) -> None:
         for order_id in order_ids:
             self.views.pop(order_id, None)
             self.fills.pop(order_id, None)
 
-    def remember(self, run: _Run) -> None:
-        """After ``run`` committed: the open orders it wrote, as written; the orders that ended are forgotten."""
+    def remember(self, run: _Run, *, trading_day: str | None) -> None:
+        """After ``run`` committed (on ``trading_day``): the open orders it wrote, as written (the orders that
+        ended are forgotten), and the day's purchases it read or made."""
+        if self.bought_day != trading_day:
+            self.bought, self.bought_day = {}, trading_day
+        for account, tonnes in run.bought_now.items():
+            if account not in run.bought_before and account in self.bought:
+                self.bought[account] += tonnes
+        self.bought.update((a, before + run.bought_now.get(a, 0)) for a, before in run.bought_before.items())
         for order_id in run.orders:
             known = run.known_row(order_id)
             if known is None or known["state"] not in ex.OPEN_STATES:
@@ -323,6 +334,7 @@ def _catch_up(session: Session, row: ExchangeInstrument, loaded: _Loaded, *, exa
         loaded.holds = _settlement(row, events, loaded.holds, band_high).holds
         _note_client_ids(loaded.client_ids, events)
         loaded.forget(_touched_ids(events))  # another process's command: what it changed is read back
+        loaded.bought = {}
         loaded.seq = command.seq
     return engine
 
@@ -535,13 +547,17 @@ class _Run:
                                 "trading account", code="account_cannot_trade")
 
     def prefetch_bought(self, account_ids: Iterable[str]) -> None:
-        """Today's purchases of the accounts about to sell, in one query (T+1 keeps them from a sale)."""
-        if self.row.day_open and self.row.settlement == SETTLE_AT_TRADE and self.row.trading_day:
-            wanted = sorted(set(account_ids) - set(self.bought_before))
-            if wanted:
-                bought = store.bought_on_by_account(self.session, self.row.instrument, account_ids=wanted,
-                                                    trading_day=self.row.trading_day)
-                self.bought_before.update((a, bought.get(a, 0)) for a in wanted)
+        """Today's purchases of the accounts about to sell (T+1 keeps them from a sale): as this process
+        remembers them (``_Loaded.bought``), else in one query."""
+        row = self.row
+        if row.day_open and row.settlement == SETTLE_AT_TRADE and row.trading_day:
+            remembered = self.loaded.bought if self.loaded.bought_day == row.trading_day else {}
+            wanted = set(account_ids) - set(self.bought_before)
+            self.bought_before.update((a, remembered[a]) for a in wanted if a in remembered)
+            if unknown := sorted(wanted - set(remembered)):
+                bought = store.bought_on_by_account(self.session, row.instrument, account_ids=unknown,
+                                                    trading_day=row.trading_day)
+                self.bought_before.update((a, bought.get(a, 0)) for a in unknown)
 
     def require(self, *, account_id: str, side: str, amount: int) -> None:
         """Refuse (before anything is applied) when the account lacks the cash or the sellable units."""
@@ -854,6 +870,8 @@ class _Progress:
     #: The log position the engine reached, read before the commit: once committed, another process may
     #: append at once, and a read of the row after the commit would count its commands as this engine's.
     seq: int | None = None
+    #: The trading day the batch committed in (read before the commit too).
+    trading_day: str | None = None
 
 
 class _NothingToWriteError(Exception):
@@ -898,7 +916,7 @@ def _commit_batch(loaded: _Loaded, batch: list[Ticket], progress: _Progress) -> 
     if progress.seq is not None:
         loaded.seq = progress.seq
     if progress.run is not None:
-        loaded.remember(progress.run)
+        loaded.remember(progress.run, trading_day=progress.trading_day)
     return described
 
 
@@ -929,7 +947,7 @@ def _apply_and_commit(session: Session, instrument: str, loaded: _Loaded, batch:
             raise _NothingToWriteError
     run.write()
     described = run.describe(t.pending for t in batch if isinstance(t.pending, _OrderAnswer))
-    progress.committing, progress.seq = True, run.row.last_seq
+    progress.committing, progress.seq, progress.trading_day = True, run.row.last_seq, run.row.trading_day
     session.commit()
     return described
 

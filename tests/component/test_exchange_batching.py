@@ -256,3 +256,35 @@ def test_every_answer_is_the_order_as_stored_whether_described_from_memory_or_re
             open_orders[n] = [i for i in open_orders[n] if i != answer["order_id"]]
     with market.sessions() as session:
         assert exchange.verify(session, instrument=INSTRUMENT)["ok"]
+
+
+def test_units_bought_today_stay_unsellable_whichever_process_bought_them(market: Market) -> None:
+    """T+1 with the day's purchases remembered between batches (``_Loaded.bought``): a purchase through another
+    process must count as soon as this process meets its command, not only what this process saw itself."""
+    other_process: dict[Any, Any] = {}
+
+    def order(n: int, side: str, quantity_t: int, tag: str) -> dict[str, Any]:
+        with market.sessions() as session:
+            return exchange.place_order(session, actor=market.traders[n], instrument=INSTRUMENT,
+                                        account_id=market.account(n), client_order_id=tag, side=side,
+                                        quantity_t=quantity_t, price_fen=5000)[1]
+
+    def refusal(n: int, quantity_t: int, tag: str) -> str | None:
+        try:
+            order(n, "sell", quantity_t, tag)
+        except ex.ExchangeError as err:
+            return err.code
+        return None
+
+    order(1, "sell", 30, "s-1")
+    assert order(0, "buy", 30, "b-1")["filled_t"] == 30  # 1,030 t held, 30 of them bought today
+    assert refusal(0, 1_001, "x-1") == "insufficient_holdings"
+    mine = exchange._ENGINES  # noqa: SLF001
+    exchange._ENGINES = other_process  # noqa: SLF001 - 20 t more bought through another process
+    try:
+        order(2, "sell", 20, "s-2")
+        assert order(0, "buy", 20, "b-2")["filled_t"] == 20
+    finally:
+        exchange._ENGINES = mine  # noqa: SLF001
+    assert refusal(0, 1_001, "x-2") == "insufficient_holdings"  # 1,050 held, 50 bought today
+    assert refusal(0, 1_000, "x-3") is None
