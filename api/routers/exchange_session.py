@@ -1,4 +1,4 @@
-"""Order entry over one WebSocket: a trader's session places and cancels orders without a request per order.
+"""Order entry over one WebSocket: a trader's session places, cancels and reads orders without a request each.
 
 ``/v1/exchange/session`` signs in once, at the handshake, with the ``Authorization`` header (an API key or
 access token of an enterprise or trader user; never the session cookie, which a browser would send from any
@@ -83,7 +83,7 @@ class Answer(BaseModel):
 
 @router.websocket("/session")
 async def order_session(websocket: WebSocket, actor: ActorDep, session: SessionDep, buckets: OrderLimitDep) -> None:
-    """Place and cancel orders over one socket (see the module's description of the messages)."""
+    """Place, cancel and read orders over one socket (see the module's description of the messages)."""
     await websocket.accept()
     started = time.perf_counter()
     served = _Session(websocket, session, buckets)
