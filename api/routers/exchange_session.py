@@ -33,12 +33,15 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
+from accounting.review import Actor
 from api.access import signed_in_again
 from api.deps import ActorDep, SessionDep
 from api.errors import AuthenticationRequiredError, PayloadTooLargeError, UnsupportedMediaTypeError, problem_body
+from api.rate_limit import TokenBuckets
 from api.request_log import REQUEST_LOGGER_NAME
 from api.routers.exchange import MAX_ID, Instrument, Order, OrderLimitDep, OrderRequest, limit_account
 from api.services import exchange
@@ -98,7 +101,7 @@ async def order_session(websocket: WebSocket, actor: ActorDep, session: SessionD
 class _Session:
     """One socket's commands in flight and their answers."""
 
-    def __init__(self, websocket: WebSocket, session: Any, buckets: Any) -> None:
+    def __init__(self, websocket: WebSocket, session: Session, buckets: TokenBuckets | None) -> None:
         self.websocket, self.session, self.buckets = websocket, session, buckets
         self.answered = 0
         self.slots = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -156,7 +159,8 @@ class _Session:
                 pass
 
 
-async def _answer(websocket: WebSocket, session: Any, buckets: Any, command: PlaceCommand | OrderCommand) -> str:
+async def _answer(websocket: WebSocket, session: Session, buckets: TokenBuckets | None,
+                  command: PlaceCommand | OrderCommand) -> str:
     """The answer to one command: its order, or the problem the REST route would answer."""
     try:
         actor = await signed_in_again(websocket)
@@ -182,7 +186,7 @@ def _answered(ref: str, status: int, order: dict[str, Any]) -> str:
     return Answer.model_validate({"ref": ref, "status": status, "order": order}).model_dump_json()
 
 
-def _read_order(websocket: WebSocket, actor: Any, command: OrderCommand) -> dict[str, Any]:
+def _read_order(websocket: WebSocket, actor: Actor, command: OrderCommand) -> dict[str, Any]:
     """The order as its REST route reads it, in a session of its own (the socket's commands run concurrently)."""
     with websocket.app.state.sessions() as session:
         return exchange.get_order(session, actor=actor, instrument=command.instrument, order_id=command.order_id)

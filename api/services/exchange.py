@@ -339,8 +339,8 @@ def _catch_up(session: Session, row: ExchangeInstrument, loaded: _Loaded, *, exa
     return engine
 
 
-def _instrument_row(session: Session, instrument: str, *, lock: bool = False) -> ExchangeInstrument:
-    row = store.instrument(session, instrument, lock=lock)
+def _instrument_row(session: Session, instrument: str) -> ExchangeInstrument:
+    row = store.instrument(session, instrument)
     if row is None:
         raise ExchangeError(f"'{instrument}' is not listed on the exchange", code="instrument_not_listed")
     return row
@@ -807,25 +807,10 @@ _REFUSALS = {
 MAX_ATTEMPTS = 2
 
 
-def _submit(session: Session, *, actor: Actor, instrument: str, work: Callable[[_Run], Any],
-            accounts: tuple[str, ...] = ()) -> Any:
-    """Run ``work`` in ``instrument``'s next batch; its answer once that batch is committed.
-
-    The request's own transaction is ended first: a request waiting for its batch holds no database lock
-    (on SQLite the write lock belongs to the open transaction, and the writer needs it).
-    """
-    if session.in_transaction():
-        session.commit()
-    try:
-        return _loaded(session, instrument).queue.run(
-            Ticket(work=work, actor=actor, accounts=accounts, bind=session.get_bind()))
-    finally:
-        session.expire_all()  # rows this session read before may have changed in the batch
-
-
 @dataclass(frozen=True, slots=True)
 class Submission:
-    """A trader's command ready for its instrument's queue (see :func:`submit_async`)."""
+    """A command ready for its instrument's queue: ``work`` runs in a batch, as ``actor``; ``accounts`` are
+    those it may take cash or units from (their balances are locked when the batch starts)."""
 
     instrument: str
     actor: Actor
@@ -833,16 +818,33 @@ class Submission:
     accounts: tuple[str, ...] = ()
 
 
+def _submit(session: Session, submission: Submission) -> Any:
+    """Run ``submission`` in its instrument's next batch; its answer once that batch is committed.
+
+    The request's own transaction is ended first: a request waiting for its batch holds no database lock
+    (on SQLite the write lock belongs to the open transaction, and the writer needs it).
+    """
+    if session.in_transaction():
+        session.commit()
+    try:
+        return _loaded(session, submission.instrument).queue.run(_ticket(session, submission))
+    finally:
+        session.expire_all()  # rows this session read before may have changed in the batch
+
+
 async def submit_async(session: Session, submission: Submission) -> Any:
     """:func:`_submit` for a coroutine: it waits for the batch on the event loop, holding no worker thread."""
     if session.in_transaction():
         await asyncio.to_thread(session.commit)
-    ticket = Ticket(work=submission.work, actor=submission.actor, accounts=submission.accounts,
-                    bind=session.get_bind())
     try:
-        return await _loaded(session, submission.instrument).queue.run_async(ticket)
+        return await _loaded(session, submission.instrument).queue.run_async(_ticket(session, submission))
     finally:
         session.expire_all()
+
+
+def _ticket(session: Session, submission: Submission) -> Ticket:
+    return Ticket(work=submission.work, actor=submission.actor, accounts=submission.accounts,
+                  bind=session.get_bind())
 
 
 def _begin(session: Session, instrument: str, loaded: _Loaded, batch: list[Ticket]) -> _Run:
@@ -1122,10 +1124,9 @@ def place_order(session: Session, *, actor: Actor, instrument: str, account_id: 
                 quantity_t: int, order_type: str = ex.LIMIT, time_in_force: str = ex.DAY,
                 price_fen: int | None = None) -> tuple[bool, dict[str, Any]]:
     """(created, the order with its fills); the same client order id again answers the existing order."""
-    order = placing(actor=actor, instrument=instrument, account_id=account_id, client_order_id=client_order_id,
-                    side=side, quantity_t=quantity_t, order_type=order_type, time_in_force=time_in_force,
-                    price_fen=price_fen)
-    created, described = _submit(session, actor=actor, instrument=instrument, work=order.work, accounts=order.accounts)
+    created, described = _submit(session, placing(
+        actor=actor, instrument=instrument, account_id=account_id, client_order_id=client_order_id, side=side,
+        quantity_t=quantity_t, order_type=order_type, time_in_force=time_in_force, price_fen=price_fen))
     return created, described
 
 
@@ -1140,8 +1141,7 @@ def cancelling(*, actor: Actor, instrument: str, order_id: int) -> Submission:
 
 def cancel_order(session: Session, *, actor: Actor, instrument: str, order_id: int) -> dict[str, Any]:
     """Cancel the open remainder of your order (accepted while the market is closed or halted)."""
-    order: dict[str, Any] = _submit(session, actor=actor, instrument=instrument,
-                                    work=cancelling(actor=actor, instrument=instrument, order_id=order_id).work)[1]
+    order: dict[str, Any] = _submit(session, cancelling(actor=actor, instrument=instrument, order_id=order_id))[1]
     return order
 
 
@@ -1161,7 +1161,7 @@ def replace_order(session: Session, *, actor: Actor, instrument: str, order_id: 
                                   quantity_t=quantity_t, at=run.at)
         return _changed(run, command, order_id)
 
-    order: dict[str, Any] = _submit(session, actor=actor, instrument=instrument, work=work)[1]
+    order: dict[str, Any] = _submit(session, Submission(instrument, actor, work))[1]
     return order
 
 
@@ -1178,7 +1178,7 @@ def post_quote(session: Session, *, actor: Actor, instrument: str, account_id: s
                     amount=hold_for(side=side, price_fen=price_fen, quantity_t=quantity_t, fee_bp=run.row.fee_bp))
         return _new(run, command)
 
-    created, order = _submit(session, actor=actor, instrument=instrument, work=work, accounts=(account_id,))
+    created, order = _submit(session, Submission(instrument, actor, work, (account_id,)))
     return created, order
 
 
@@ -1198,7 +1198,7 @@ def take_quote(session: Session, *, actor: Actor, instrument: str, account_id: s
         return _new(run, ex.TakeQuote(account_id=account_id, client_order_id=client_order_id, quote_id=quote_id,
                                       quantity_t=quantity_t, at=run.at))
 
-    created, order = _submit(session, actor=actor, instrument=instrument, work=work, accounts=(account_id,))
+    created, order = _submit(session, Submission(instrument, actor, work, (account_id,)))
     return created, order
 
 
@@ -1207,7 +1207,7 @@ def cancel_quote(session: Session, *, actor: Actor, instrument: str, quote_id: i
         account_id, _ = run.own(actor, quote_id, "quote")
         return _changed(run, ex.CancelQuote(account_id=account_id, quote_id=quote_id, at=run.at), quote_id)
 
-    order: dict[str, Any] = _submit(session, actor=actor, instrument=instrument, work=work)[1]
+    order: dict[str, Any] = _submit(session, Submission(instrument, actor, work))[1]
     return order
 
 
@@ -1228,7 +1228,7 @@ def propose_block(session: Session, *, actor: Actor, instrument: str, account_id
                     amount=hold_for(side=side, price_fen=price_fen, quantity_t=quantity_t, fee_bp=run.row.fee_bp))
         return _new(run, command)
 
-    created, order = _submit(session, actor=actor, instrument=instrument, work=work, accounts=(account_id,))
+    created, order = _submit(session, Submission(instrument, actor, work, (account_id,)))
     return created, order
 
 
@@ -1254,7 +1254,7 @@ def answer_block(session: Session, *, actor: Actor, instrument: str, proposal_id
                                             fee_bp=run.row.fee_bp))
         return _changed(run, kinds[answer](account_id=party, proposal_id=proposal_id, at=run.at), proposal_id)
 
-    order: dict[str, Any] = _submit(session, actor=actor, instrument=instrument, work=work)[1]
+    order: dict[str, Any] = _submit(session, Submission(instrument, actor, work))[1]
     return order
 
 
@@ -1285,7 +1285,7 @@ def officer_command(session: Session, *, actor: Actor, instrument: str, action: 
                      detail={"reason": reason, "account_id": account_id, "kind": kind, "band_bp": band_bp,
                              "seq": run.row.last_seq})
 
-    _submit(session, actor=actor, instrument=instrument, work=work)
+    _submit(session, Submission(instrument, actor, work))
     return instrument_view(session, instrument=instrument)
 # -- market data ------------------------------------------------------------------------------------------
 

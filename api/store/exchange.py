@@ -106,9 +106,8 @@ def rules_of(document: dict[str, Any]) -> InstrumentRules:
 # -- instruments and the log ----------------------------------------------------------------------
 
 
-def instrument(session: Session, code: str, *, lock: bool = False) -> ExchangeInstrument | None:
-    query = select(ExchangeInstrument).where(ExchangeInstrument.instrument == code)
-    return session.scalars(query.with_for_update() if lock else query).one_or_none()
+def instrument(session: Session, code: str) -> ExchangeInstrument | None:
+    return session.scalars(select(ExchangeInstrument).where(ExchangeInstrument.instrument == code)).one_or_none()
 
 
 def instruments(session: Session) -> list[ExchangeInstrument]:

@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -70,6 +71,17 @@ def market(database_url: str) -> Iterator[Market]:
         yield Market(engine=engine, sessions=sessions, traders=traders, commits=commits)
     finally:
         engine.dispose()
+
+
+@contextmanager
+def another_process(engines: dict[Any, Any]) -> Iterator[None]:
+    """Commands sent inside go through ``engines``: the in-memory engines of a second API process."""
+    mine = exchange._ENGINES  # noqa: SLF001
+    exchange._ENGINES = engines  # noqa: SLF001
+    try:
+        yield
+    finally:
+        exchange._ENGINES = mine  # noqa: SLF001
 
 
 def held_back(market: Market, calls: list[Callable[[Session], Any]]) -> tuple[list[Future[Any]], int, int]:
@@ -149,8 +161,7 @@ def test_a_command_failing_after_the_engine_fails_alone_and_its_batch_is_written
         def work(run: Any) -> None:
             run.apply(ex.Halt(at=run.at, reason="about to fail"))
             raise RuntimeError("the command failed after the engine applied it")
-        return exchange._submit(session, actor=market.traders[0], instrument=INSTRUMENT,  # noqa: SLF001
-                                work=work)
+        return exchange._submit(session, exchange.Submission(INSTRUMENT, market.traders[0], work))  # noqa: SLF001
 
     calls: list[Callable[[Session], Any]] = [order_call(market, n, side="sell", price_fen=5100) for n in range(1, 4)]
     calls.insert(2, failing)
@@ -184,13 +195,8 @@ def test_an_engine_never_counts_another_processs_commands_committed_just_after_i
                                     quantity_t=5, price_fen=price_fen)[1]
 
     def cancel_in_other_process(order_id: int) -> None:
-        mine = exchange._ENGINES
-        exchange._ENGINES = other_process
-        try:
-            with market.sessions() as session:
-                exchange.cancel_order(session, actor=market.traders[1], instrument=INSTRUMENT, order_id=order_id)
-        finally:
-            exchange._ENGINES = mine
+        with another_process(other_process), market.sessions() as session:
+            exchange.cancel_order(session, actor=market.traders[1], instrument=INSTRUMENT, order_id=order_id)
 
     with market.sessions() as session:
         offer = place(session, 1, "sell", 5000)
@@ -221,33 +227,29 @@ def test_every_answer_is_the_order_as_stored_whether_described_from_memory_or_re
     open_orders: dict[int, list[int]] = {n: [] for n in range(4)}
     for step in range(150):
         n = rng.randrange(4)
-        mine = exchange._ENGINES  # noqa: SLF001
-        if step % 7 == 3:  # now and then the command comes through another process's engine
-            exchange._ENGINES = other_process  # noqa: SLF001
-        try:
-            with market.sessions() as session:
-                kwargs: dict[str, Any] = {"actor": market.traders[n], "instrument": INSTRUMENT}
-                roll = rng.random()
-                if open_orders[n] and roll < 0.3:
-                    order_id = open_orders[n].pop(rng.randrange(len(open_orders[n])))
-                    try:
-                        answer = exchange.cancel_order(session, order_id=order_id, **kwargs)
-                    except ex.ExchangeError:  # filled meanwhile
-                        continue
-                elif open_orders[n] and roll < 0.4:
-                    order_id = rng.choice(open_orders[n])
-                    try:
-                        answer = exchange.replace_order(session, order_id=order_id, price_fen=5000 + rng.randint(-5, 5),
-                                                        quantity_t=rng.randint(1, 20), **kwargs)
-                    except ex.ExchangeError:
-                        continue
-                else:
-                    answer = exchange.place_order(session, account_id=market.account(n), client_order_id=f"m-{step}",
-                                                  side=rng.choice(["buy", "sell"]), quantity_t=rng.randint(1, 30),
-                                                  price_fen=5000 + rng.randint(-5, 5), **kwargs)[1]
-                    open_orders[n].append(answer["order_id"])
-        finally:
-            exchange._ENGINES = mine  # noqa: SLF001
+        # now and then the command comes through another process's engine
+        through = another_process(other_process) if step % 7 == 3 else nullcontext()
+        with through, market.sessions() as session:
+            kwargs: dict[str, Any] = {"actor": market.traders[n], "instrument": INSTRUMENT}
+            roll = rng.random()
+            if open_orders[n] and roll < 0.3:
+                order_id = open_orders[n].pop(rng.randrange(len(open_orders[n])))
+                try:
+                    answer = exchange.cancel_order(session, order_id=order_id, **kwargs)
+                except ex.ExchangeError:  # filled meanwhile
+                    continue
+            elif open_orders[n] and roll < 0.4:
+                order_id = rng.choice(open_orders[n])
+                try:
+                    answer = exchange.replace_order(session, order_id=order_id, price_fen=5000 + rng.randint(-5, 5),
+                                                    quantity_t=rng.randint(1, 20), **kwargs)
+                except ex.ExchangeError:
+                    continue
+            else:
+                answer = exchange.place_order(session, account_id=market.account(n), client_order_id=f"m-{step}",
+                                              side=rng.choice(["buy", "sell"]), quantity_t=rng.randint(1, 30),
+                                              price_fen=5000 + rng.randint(-5, 5), **kwargs)[1]
+                open_orders[n].append(answer["order_id"])
         with market.sessions() as session:
             stored = exchange.get_order(session, actor=market.traders[n], instrument=INSTRUMENT,
                                         order_id=answer["order_id"])
@@ -279,12 +281,8 @@ def test_units_bought_today_stay_unsellable_whichever_process_bought_them(market
     order(1, "sell", 30, "s-1")
     assert order(0, "buy", 30, "b-1")["filled_t"] == 30  # 1,030 t held, 30 of them bought today
     assert refusal(0, 1_001, "x-1") == "insufficient_holdings"
-    mine = exchange._ENGINES  # noqa: SLF001
-    exchange._ENGINES = other_process  # noqa: SLF001 - 20 t more bought through another process
-    try:
+    with another_process(other_process):  # 20 t more bought through another process
         order(2, "sell", 20, "s-2")
         assert order(0, "buy", 20, "b-2")["filled_t"] == 20
-    finally:
-        exchange._ENGINES = mine  # noqa: SLF001
     assert refusal(0, 1_001, "x-2") == "insufficient_holdings"  # 1,050 held, 50 bought today
     assert refusal(0, 1_000, "x-3") is None
