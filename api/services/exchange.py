@@ -73,7 +73,7 @@ from api.services.exchange_queue import CommandQueue, Ticket
 from api.store import audit
 from api.store import exchange as store
 from api.store import ledger as ledger_store
-from api.store.db import insert_rows, update_rows
+from api.store.db import write_rows
 from api.store.schema import (
     ExchangeClock,
     ExchangeCommand,
@@ -595,20 +595,17 @@ class _Run:
     # -- writing -------------------------------------------------------------------------------------
 
     def write(self) -> None:
-        """Write what the batch collected: a few bulk statements, whatever the number of commands."""
-        session = self.session
-        connection = session.connection()
-        insert_rows(connection, _TABLES[JournalEntryRow], self.entries)
-        insert_rows(connection, _TABLES[PostingRow], self.postings)
-        store.add_to_balances(session, {k: v for k, v in self.deltas.items() if v})
-        insert_rows(connection, _TABLES[ExchangeCommand], self.commands)
-        insert_rows(connection, _TABLES[ExchangeOrder],
-                    [v for order_id, v in self.orders.items() if order_id in self.new_orders])
-        update_rows(connection, _TABLES[ExchangeOrder],
-                    [v for order_id, v in self.orders.items() if order_id not in self.new_orders],
-                    key=("instrument", "order_id"))
-        insert_rows(connection, _TABLES[ExchangeTrade], self.trades)
-        session.flush()
+        """Write what the batch collected, whatever the number of commands: one statement on PostgreSQL."""
+        orders = _TABLES[ExchangeOrder]
+        write_rows(self.session.connection(), inserts=[
+            (_TABLES[JournalEntryRow], self.entries), (_TABLES[PostingRow], self.postings),
+            (_TABLES[ExchangeCommand], self.commands),
+            (orders, [v for order_id, v in self.orders.items() if order_id in self.new_orders]),
+            (_TABLES[ExchangeTrade], self.trades)],
+            updates=[(orders, [v for order_id, v in self.orders.items() if order_id not in self.new_orders],
+                      ("instrument", "order_id"))],
+            additions=[store.balance_additions({k: v for k, v in self.deltas.items() if v})])
+        self.session.flush()
 
     def describe(self, answers: Iterable[_OrderAnswer]) -> dict[int, dict[str, Any]]:
         """The orders the answers name, with their fills, as written.

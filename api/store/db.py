@@ -8,6 +8,8 @@ the API and the ``carbon`` CLI can write while others read; PostgreSQL URLs
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import JSON, Connection, Engine, Table, bindparam, create_engine, event, text
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -121,57 +124,89 @@ def session_factory(settings: Settings) -> sessionmaker[Session]:
     return session_factory_for(settings.database)
 
 
-def insert_rows(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert ``rows`` (dicts with the same keys) into ``table`` in one go: COPY on PostgreSQL, else executemany.
+Rows = list[dict[str, Any]]
 
-    COPY streams the rows in one statement; an executemany is a statement per row. Each value goes through
-    its column type's bind processing first, as in any other insert.
+
+def write_rows(connection: Connection, *, inserts: Sequence[tuple[Table, Rows]] = (),
+               updates: Sequence[tuple[Table, Rows, tuple[str, ...]]] = (),
+               additions: Sequence[tuple[Table, Rows, tuple[str, ...], str]] = ()) -> None:
+    """Write rows to several tables at once: ONE statement on PostgreSQL, an executemany per table elsewhere.
+
+    Each list of rows is dicts with the same keys. ``inserts`` are (table, rows); ``updates`` (table, rows,
+    key) set the row named by the ``key`` columns to the other values; ``additions`` (table, rows, key,
+    column) add the value of ``column`` to the row named by ``key``, creating the row when it is missing.
+    On PostgreSQL each list travels as a JSON document that ``json_populate_recordset`` turns back into
+    rows of the table's type, every part a data-modifying ``WITH`` query of the one statement: one round
+    trip for the lot, and their foreign keys are checked at its end. The tables' rows must not overlap.
     """
-    if not rows:
+    inserts = [(table, rows) for table, rows in inserts if rows]
+    updates = [(table, rows, key) for table, rows, key in updates if rows]
+    additions = [(table, rows, key, column) for table, rows, key, column in additions if rows]
+    if connection.dialect.name == "postgresql":
+        _write_rows_in_one_statement(connection, inserts, updates, additions)
         return
-    dialect = connection.dialect
-    if dialect.name != "postgresql":
+    for table, rows in inserts:
         connection.execute(table.insert(), rows)
-        return
-    from psycopg import sql
-
-    columns = list(rows[0])
-    processors = [(name, json.dumps if isinstance(table.c[name].type, JSON)  # COPY takes a JSON document as text
-                   else table.c[name].type.bind_processor(dialect)) for name in columns]
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, columns)))
-    driver: Any = connection.connection.driver_connection  # the transaction's own psycopg connection
-    with driver.cursor().copy(statement) as copy:
-        for row in rows:
-            copy.write_row([row[name] if process is None else process(row[name]) for name, process in processors])
-
-
-def update_rows(connection: Connection, table: Table, rows: list[dict[str, Any]], *, key: tuple[str, ...]) -> None:
-    """Update the rows of ``table`` named by the ``key`` columns of ``rows`` to the other values of ``rows``.
-
-    One statement on PostgreSQL (the rows sent as arrays, joined with ``unnest``), an executemany elsewhere.
-    """
-    if not rows:
-        return
-    dialect = connection.dialect
-    columns = list(rows[0])
-    changed = [name for name in columns if name not in key]
-    if dialect.name != "postgresql":
+    for table, rows, key, column in additions:
+        added = sqlite_insert(table)
+        connection.execute(added.on_conflict_do_update(index_elements=[table.c[name] for name in key],
+                                                       set_={column: table.c[column] + added.excluded[column]}), rows)
+    for table, rows, key in updates:
+        changed = [name for name in rows[0] if name not in key]
         statement = (table.update().where(*(table.c[name] == bindparam(f"key_{name}") for name in key))
                      .values({name: bindparam(f"new_{name}") for name in changed}))
         connection.execute(statement, [{**{f"key_{n}": row[n] for n in key}, **{f"new_{n}": row[n] for n in changed}}
                                        for row in rows])
+
+
+def _write_rows_in_one_statement(connection: Connection, inserts: list[tuple[Table, Rows]],
+                                 updates: list[tuple[Table, Rows, tuple[str, ...]]],
+                                 additions: list[tuple[Table, Rows, tuple[str, ...], str]]) -> None:
+    parts: list[str] = []
+    documents: dict[str, str] = {}
+
+    def rows_of(table: Table, rows: Rows) -> tuple[list[str], str]:
+        """The rows' columns (quoted) and the rows, expanded from their JSON document (a parameter)."""
+        name = f"rows{len(documents)}"
+        documents[name] = _json_document(connection, table, rows)
+        return ([f'"{column}"' for column in rows[0]],
+                f"json_populate_recordset(NULL::{_qualified(table)}, CAST(%({name})s AS json))")
+
+    for table, rows in inserts:
+        columns, source = rows_of(table, rows)
+        listed = ", ".join(columns)
+        parts.append(f"INSERT INTO {_qualified(table)} ({listed}) SELECT {listed} FROM {source}")
+    for table, rows, key, column in additions:
+        columns, source = rows_of(table, rows)
+        listed, conflict = ", ".join(columns), ", ".join(f'"{k}"' for k in key)
+        parts.append(f"INSERT INTO {_qualified(table)} ({listed}) SELECT {listed} FROM {source} "
+                     f"ON CONFLICT ({conflict}) "
+                     f'DO UPDATE SET "{column}" = {_qualified(table)}."{column}" + excluded."{column}"')
+    for table, rows, key in updates:
+        columns, source = rows_of(table, rows)
+        changed = [c for c in columns if c.strip('"') not in key]
+        parts.append(f"UPDATE {_qualified(table)} AS t SET " + ", ".join(f"{c} = v.{c}" for c in changed)
+                     + f" FROM {source} AS v WHERE " + " AND ".join(f't."{k}" = v."{k}"' for k in key))
+    if not parts:
         return
-    arrays = {}
-    for name in columns:
-        process = table.c[name].type.bind_processor(dialect)
-        arrays[name] = [row[name] if process is None else process(row[name]) for row in rows]
-    element = {name: table.c[name].type.compile(dialect=dialect) for name in columns}
-    joined = text(
-        f'UPDATE "{table.name}" AS t SET '
-        + ", ".join(f'"{name}" = v."{name}"' for name in changed)
-        + " FROM unnest(" + ", ".join(f"CAST(:{name} AS {element[name]}[])" for name in columns) + ") AS v("
-        + ", ".join(f'"{name}"' for name in columns) + ") WHERE "
-        + " AND ".join(f't."{name}" = v."{name}"' for name in key))
-    connection.execute(joined, arrays)
+    named = ", ".join(f"w{number} AS ({part})" for number, part in enumerate(parts))
+    connection.exec_driver_sql(f"WITH {named} SELECT 1", documents)
+
+
+def _qualified(table: Table) -> str:
+    return f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
+
+
+def _json_document(connection: Connection, table: Table, rows: Rows) -> str:
+    """The rows as a JSON array of objects, each value through its column type's bind processing first."""
+    processors = [(name, None if isinstance(table.c[name].type, JSON)  # a JSON column keeps the document itself
+                   else table.c[name].type.bind_processor(connection.dialect)) for name in rows[0]]
+    return json.dumps([{name: row[name] if process is None else process(row[name]) for name, process in processors}
+                       for row in rows], default=_json_moment)
+
+
+def _json_moment(value: Any) -> str:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"no JSON form for a {type(value).__name__} column value: {value!r}")
 

@@ -13,8 +13,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, select, text
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
 from accounting import exchange as engine_types
@@ -194,31 +193,11 @@ def locked_instrument_and_clock(session: Session, code: str) -> tuple[ExchangeIn
 _BALANCES = cast(Table, LedgerBalance.__table__)
 
 
-_BALANCE_ROW = sqlite_insert(_BALANCES).values(account_id=bindparam("key_account_id"),
-                                               instrument=bindparam("key_instrument"), quantity=bindparam("delta"))
-#: SQLite: one upsert per balance (an executemany).
-_ADD_TO_BALANCE = _BALANCE_ROW.on_conflict_do_update(
-    index_elements=[_BALANCES.c.account_id, _BALANCES.c.instrument],
-    set_={"quantity": _BALANCES.c.quantity + _BALANCE_ROW.excluded.quantity})
-#: PostgreSQL: every balance in one statement (the keys and deltas sent as arrays).
-_ADD_TO_BALANCES = text(
-    f"INSERT INTO {_BALANCES.name} (account_id, instrument, quantity) "
-    "SELECT * FROM unnest(CAST(:accounts AS VARCHAR[]), CAST(:instruments AS VARCHAR[]), CAST(:deltas AS BIGINT[])) "
-    f"ON CONFLICT (account_id, instrument) DO UPDATE SET quantity = {_BALANCES.name}.quantity + excluded.quantity")
-
-
-def add_to_balances(session: Session, deltas: dict[tuple[str, str], int]) -> None:
-    """Add each delta to its (account, instrument) balance, creating a missing row (an upsert).
+def balance_additions(deltas: dict[tuple[str, str], int]) -> tuple[Table, list[dict[str, Any]], tuple[str, ...], str]:
+    """Each delta added to its (account, instrument) balance, creating a missing row, as :func:`write_rows` takes it.
 
     A relative change locks the row as it changes it, so a balance that is only credited need not be
     read (or locked) before; the rows go in sorted order, as the ledger locks them.
     """
-    if not deltas:
-        return
-    keys = sorted(deltas)
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(_ADD_TO_BALANCES, {"accounts": [a for a, _ in keys], "instruments": [i for _, i in keys],
-                                           "deltas": [deltas[k] for k in keys]})
-        return
-    session.execute(_ADD_TO_BALANCE, [{"key_account_id": a, "key_instrument": i, "delta": deltas[(a, i)]}
-                                      for a, i in keys])
+    return (_BALANCES, [{"account_id": a, "instrument": i, "quantity": deltas[(a, i)]} for a, i in sorted(deltas)],
+            ("account_id", "instrument"), "quantity")
