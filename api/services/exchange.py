@@ -73,7 +73,7 @@ from api.services.exchange_queue import CommandQueue, Ticket
 from api.store import audit
 from api.store import exchange as store
 from api.store import ledger as ledger_store
-from api.store.db import write_rows
+from api.store.db import take_updates, write_rows
 from api.store.schema import (
     ExchangeClock,
     ExchangeCommand,
@@ -399,7 +399,7 @@ class _Run:
     trades: list[dict[str, Any]] = field(default_factory=list)
     orders: dict[int, dict[str, Any]] = field(default_factory=dict)
     new_orders: set[int] = field(default_factory=set)
-    #: The day rows this batch updates, by trading day.
+    #: The day rows this batch read (the current one with the instrument's row) or updates, by trading day.
     bars: dict[str, ExchangeDay] = field(default_factory=dict)
 
     # -- applying ---------------------------------------------------------------------------------
@@ -596,16 +596,17 @@ class _Run:
 
     def write(self) -> None:
         """Write what the batch collected, whatever the number of commands: one statement on PostgreSQL."""
-        orders = _TABLES[ExchangeOrder]
-        write_rows(self.session.connection(), inserts=[
+        session, orders = self.session, _TABLES[ExchangeOrder]
+        write_rows(session.connection(), inserts=[
             (_TABLES[JournalEntryRow], self.entries), (_TABLES[PostingRow], self.postings),
             (_TABLES[ExchangeCommand], self.commands),
             (orders, [v for order_id, v in self.orders.items() if order_id in self.new_orders]),
             (_TABLES[ExchangeTrade], self.trades)],
             updates=[(orders, [v for order_id, v in self.orders.items() if order_id not in self.new_orders],
-                      ("instrument", "order_id"))],
+                      ("instrument", "order_id")),
+                     *take_updates(session, (ExchangeInstrument, ExchangeDay))],  # the log position, the day bars
             additions=[store.balance_additions({k: v for k, v in self.deltas.items() if v})])
-        self.session.flush()
+        session.flush()  # whatever else the batch changed
 
     def describe(self, answers: Iterable[_OrderAnswer]) -> dict[int, dict[str, Any]]:
         """The orders the answers name, with their fills, as written.
@@ -847,11 +848,12 @@ def _ticket(session: Session, submission: Submission) -> Ticket:
 def _begin(session: Session, instrument: str, loaded: _Loaded, batch: list[Ticket]) -> _Run:
     """The locked, caught-up instrument whose day has been rolled, with its senders' balances locked."""
     session.expire_all()  # under the lock every row is read afresh
-    row, clock = store.locked_instrument_and_clock(session, instrument)
+    row, clock, bar = store.locked_instrument(session, instrument)
     if row is None:
         raise ExchangeError(f"'{instrument}' is not listed on the exchange", code="instrument_not_listed")
     engine = _catch_up(session, row, loaded, exact=True)
-    run = _Run(session=session, row=row, loaded=loaded, engine=engine, at=_moment(clock), actor=batch[0].actor)
+    run = _Run(session=session, row=row, loaded=loaded, engine=engine, at=_moment(clock), actor=batch[0].actor,
+               bars={} if bar is None else {bar.trading_day: bar})
     senders = sorted({a for ticket in batch for a in ticket.accounts} | {clearing_account_id(instrument)})
     run.lock((a, asset) for a in senders for asset in (CNY, instrument))
     run.roll()

@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import JSON, Connection, Engine, Table, bindparam, create_engine, event, text
+from sqlalchemy import JSON, Connection, Engine, Table, bindparam, create_engine, event, inspect, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -157,6 +157,25 @@ def write_rows(connection: Connection, *, inserts: Sequence[tuple[Table, Rows]] 
                      .values({name: bindparam(f"new_{name}") for name in changed}))
         connection.execute(statement, [{**{f"key_{n}": row[n] for n in key}, **{f"new_{n}": row[n] for n in changed}}
                                        for row in rows])
+
+
+def take_updates(session: Session, kinds: tuple[type, ...]) -> list[tuple[Table, Rows, tuple[str, ...]]]:
+    """The updates the session would flush for its changed rows of ``kinds``, as :func:`write_rows` takes them.
+
+    Those rows leave the session (they are the caller's to write, not flushed again); their loaded values
+    stay readable.
+    """
+    updates = []
+    for row in [r for r in session.dirty if isinstance(r, kinds)]:
+        state = inspect(row)
+        changed = {prop.columns[0].name: getattr(row, prop.key) for prop in state.mapper.column_attrs
+                   if state.attrs[prop.key].history.added}
+        if changed:
+            key = {column.name: value for column, value in zip(state.mapper.primary_key, state.identity or (),
+                                                                strict=True)}
+            updates.append((cast(Table, state.mapper.local_table), [{**key, **changed}], tuple(key)))
+        session.expunge(row)
+    return updates
 
 
 def _write_rows_in_one_statement(connection: Connection, inserts: list[tuple[Table, Rows]],

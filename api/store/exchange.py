@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, and_, func, select
 from sqlalchemy.orm import Session
 
 from accounting import exchange as engine_types
@@ -179,13 +179,18 @@ def clock(session: Session) -> ExchangeClock | None:
     return session.get(ExchangeClock, 1)
 
 
-def locked_instrument_and_clock(session: Session, code: str) -> tuple[ExchangeInstrument | None, ExchangeClock | None]:
-    """The instrument's row, locked until commit, and the clock's row, in one statement."""
-    found = session.execute(select(ExchangeInstrument, ExchangeClock)
+def locked_instrument(session: Session, code: str) -> tuple[ExchangeInstrument | None, ExchangeClock | None,
+                                                            ExchangeDay | None]:
+    """The instrument's row, locked until commit, the clock's row and the row of the instrument's trading day
+    (None before its first), in one statement."""
+    found = session.execute(select(ExchangeInstrument, ExchangeClock, ExchangeDay)
+                            .select_from(ExchangeInstrument)
                             .outerjoin(ExchangeClock, ExchangeClock.id == 1)
+                            .outerjoin(ExchangeDay, and_(ExchangeDay.instrument == ExchangeInstrument.instrument,
+                                                         ExchangeDay.trading_day == ExchangeInstrument.trading_day))
                             .where(ExchangeInstrument.instrument == code)
                             .with_for_update(of=ExchangeInstrument)).one_or_none()
-    return (None, None) if found is None else (found[0], found[1])
+    return (None, None, None) if found is None else (found[0], found[1], found[2])
 
 
 # -- the ledger's balances, as a batch of exchange commands changes them --------------------------------------

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from sqlalchemy import JSON, BigInteger, Column, ForeignKey, MetaData, String, Table, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, registry
 
-from api.store.db import session_factory_for, write_rows
+from api.store.db import session_factory_for, take_updates, write_rows
 from api.store.schema import UTCDateTime
 
 METADATA = MetaData()
@@ -20,6 +21,19 @@ HOLDINGS = Table("wr_holdings", METADATA,
                  Column("account_id", String(16), ForeignKey("wr_accounts.account_id"), primary_key=True),
                  Column("instrument", String(16), primary_key=True), Column("quantity", BigInteger))
 BEIJING = timezone(timedelta(hours=8))
+
+
+class Account:
+    """An ORM row of ``wr_accounts``, for :func:`take_updates`."""
+
+    account_id: str
+    name: str
+    opened_at: datetime
+    document: Any
+    note: str | None
+
+
+registry().map_imperatively(Account, ACCOUNTS)
 
 
 def rows(connection: Any, table: Table) -> list[dict[str, Any]]:
@@ -79,3 +93,24 @@ def test_nothing_to_write_sends_nothing(engine: Any) -> None:
         write_rows(connection, inserts=[(ACCOUNTS, [])], updates=[(ACCOUNTS, [], ("account_id",))],
                    additions=[(HOLDINGS, [], ("account_id", "instrument"), "quantity")])
         assert rows(connection, ACCOUNTS) == []
+
+
+def test_take_updates_hands_over_what_the_session_would_flush(engine: Any) -> None:
+    opened = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)
+    with engine.begin() as connection:
+        write_rows(connection, inserts=[(ACCOUNTS, [
+            {"account_id": a, "name": a, "opened_at": opened, "document": {}, "note": None} for a in "ABC"])])
+    with Session(engine) as session:
+        changed, same, untouched = (session.get(Account, a) for a in "ABC")
+        assert changed is not None and same is not None and untouched is not None
+        changed.note, changed.document, same.name = "noted", {"v": 2}, "B"
+        updates = take_updates(session, (Account,))
+        assert updates == [(ACCOUNTS, [{"account_id": "A", "note": "noted", "document": {"v": 2}}], ("account_id",))]
+        assert changed not in session and same not in session and untouched in session
+        assert changed.note == "noted"  # still readable
+        write_rows(session.connection(), updates=updates)
+        session.flush()  # nothing left to flush for the rows handed over
+        session.commit()
+    with engine.begin() as connection:
+        assert [(a["account_id"], a["note"], a["document"]) for a in rows(connection, ACCOUNTS)] == [
+            ("A", "noted", {"v": 2}), ("B", None, {}), ("C", None, {})]
