@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -444,7 +443,7 @@ class _Run:
             return None
         self.lock(key for key, change in changes.items() if change < 0)  # a debit is checked against its balance
         self.know_accounts(account for account, _ in changes)
-        entry = JournalEntry(entry_id=uuid.uuid4().hex, kind=kind, postings=postings, memo=memo)
+        entry = JournalEntry(entry_id=ledger.new_entry_id(), kind=kind, postings=postings, memo=memo)
         self.ledger = self.ledger.post(entry)  # the ledger's rules; LedgerError fails the whole batch
         self.entries.append({"entry_id": entry.entry_id, "kind": kind, "memo": memo, "reverses": None,
                              "reference": reference, "actor_id": self.actor.actor_id, "role": self.actor.role,

@@ -9,7 +9,9 @@ entries and commits once, so either all of them are in the ledger or none.
 
 from __future__ import annotations
 
-import uuid
+import itertools
+import os
+import secrets
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -66,7 +68,22 @@ def compliance_account_id(enterprise_id: str) -> str:
 
 
 def new_entry_id() -> str:
-    return uuid.uuid4().hex
+    """A journal entry id no other entry has: this process's random prefix and a counter (32 hex digits).
+
+    Cheaper than a random id per entry (a batch of exchange commands makes dozens); a forked process draws
+    a prefix of its own.
+    """
+    return f"{_ENTRY_PREFIX}{next(_ENTRY_COUNTER):016x}"
+
+
+def _draw_entry_prefix() -> None:
+    global _ENTRY_PREFIX, _ENTRY_COUNTER  # noqa: PLW0603 - per process, redrawn in a forked child
+    _ENTRY_PREFIX, _ENTRY_COUNTER = secrets.token_hex(8), itertools.count()
+
+
+_ENTRY_PREFIX, _ENTRY_COUNTER = "", itertools.count()
+_draw_entry_prefix()
+os.register_at_fork(after_in_child=_draw_entry_prefix)
 
 
 def acting_for(actor: Actor) -> frozenset[str]:
