@@ -1070,14 +1070,12 @@ def describe_fill(trade: ExchangeTrade, *, account_id: str) -> dict[str, Any]:
             "trading_day": trade.trading_day, "executed_at": trade.executed_at, "settled": trade.entry_id is not None}
 
 
-def _existing(session: Session, instrument: str, account_id: str, client_order_id: str) -> dict[str, Any] | None:
-    row = store.order_by_client_id(session, instrument, account_id=account_id, client_order_id=client_order_id)
-    if row is None:
-        return None
+def _with_fills(session: Session, row: ExchangeOrder) -> dict[str, Any]:
+    """The order as the API describes it, with every fill so far (one read of its trades)."""
     trades = list(session.scalars(select(ExchangeTrade).where(
-        ExchangeTrade.instrument == instrument,
-        or_((ExchangeTrade.buy_order_id == row.order_id) & (ExchangeTrade.buy_account_id == account_id),
-            (ExchangeTrade.sell_order_id == row.order_id) & (ExchangeTrade.sell_account_id == account_id)))
+        ExchangeTrade.instrument == row.instrument,
+        or_((ExchangeTrade.buy_order_id == row.order_id) & (ExchangeTrade.buy_account_id == row.account_id),
+            (ExchangeTrade.sell_order_id == row.order_id) & (ExchangeTrade.sell_account_id == row.account_id)))
         .order_by(ExchangeTrade.trade_id)))
     return describe_order(row, trades=trades)
 
@@ -1419,9 +1417,7 @@ def get_order(session: Session, *, actor: Actor, instrument: str, order_id: int)
                                        and ledger.owns_account(actor, row.counterparty_id)))
     if row is None or not visible:
         raise ExchangeError(f"no order {order_id} on {instrument}", code="unknown_order")
-    found = _existing(session, instrument, row.account_id, row.client_order_id)
-    assert found is not None  # noqa: S101
-    return found
+    return _with_fills(session, row)
 
 
 def statement(session: Session, *, account_id: str, day_from: date | None, day_to: date | None,
