@@ -183,6 +183,7 @@ def _write_rows_in_one_statement(connection: Connection, inserts: list[tuple[Tab
                                  additions: list[tuple[Table, Rows, tuple[str, ...], str]]) -> None:
     parts: list[str] = []
     documents: dict[str, str] = {}
+    keys: dict[str, Any] = {}
 
     def rows_of(table: Table, rows: Rows) -> tuple[list[str], str]:
         """The rows' columns (quoted) and the rows, expanded from their JSON document (a parameter)."""
@@ -190,6 +191,21 @@ def _write_rows_in_one_statement(connection: Connection, inserts: list[tuple[Tab
         documents[name] = _json_document(connection, table, rows)
         return ([f'"{column}"' for column in rows[0]],
                 f"json_populate_recordset(NULL::{_qualified(table)}, CAST(%({name})s AS json))")
+
+    def keys_of(table: Table, rows: Rows, key: tuple[str, ...]) -> str:
+        """The rows' keys, listed (parameters): the planner then reads each row to update by its unique key,
+        whatever the table's statistics say. Joined with a function's rows alone, or with a list of values
+        per key column, it may scan the whole table (or all of an instrument's orders) instead."""
+        processors = [table.c[column].type.bind_processor(connection.dialect) for column in key]
+        listed = []
+        for row in rows:
+            names = []
+            for column, process in zip(key, processors, strict=True):
+                names.append(f"%(key{len(keys)})s")
+                keys[f"key{len(keys)}"] = row[column] if process is None else process(row[column])
+            listed.append(f"({', '.join(names)})")
+        columns = ", ".join(f't."{k}"' for k in key)
+        return f"({columns}) IN ({', '.join(listed)})"
 
     for table, rows in inserts:
         columns, source = rows_of(table, rows)
@@ -205,11 +221,12 @@ def _write_rows_in_one_statement(connection: Connection, inserts: list[tuple[Tab
         columns, source = rows_of(table, rows)
         changed = [c for c in columns if c.strip('"') not in key]
         parts.append(f"UPDATE {_qualified(table)} AS t SET " + ", ".join(f"{c} = v.{c}" for c in changed)
-                     + f" FROM {source} AS v WHERE " + " AND ".join(f't."{k}" = v."{k}"' for k in key))
+                     + f" FROM {source} AS v WHERE " + " AND ".join(f't."{k}" = v."{k}"' for k in key)
+                     + f" AND {keys_of(table, rows, key)}")
     if not parts:
         return
     named = ", ".join(f"w{number} AS ({part})" for number, part in enumerate(parts))
-    connection.exec_driver_sql(f"WITH {named} SELECT 1", documents)
+    connection.exec_driver_sql(f"WITH {named} SELECT 1", {**documents, **keys})
 
 
 def _qualified(table: Table) -> str:
