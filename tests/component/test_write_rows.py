@@ -6,12 +6,13 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import JSON, BigInteger, Column, ForeignKey, MetaData, String, Table, select
+from sqlalchemy import JSON, BigInteger, Column, ForeignKey, MetaData, String, Table, UniqueConstraint, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, registry
 
 from api.store.db import session_factory_for, take_updates, write_rows
 from api.store.schema import UTCDateTime
+from tests.conftest import postgres_database
 
 METADATA = MetaData()
 ACCOUNTS = Table("wr_accounts", METADATA, Column("account_id", String(16), primary_key=True),
@@ -20,6 +21,10 @@ ACCOUNTS = Table("wr_accounts", METADATA, Column("account_id", String(16), prima
 HOLDINGS = Table("wr_holdings", METADATA,
                  Column("account_id", String(16), ForeignKey("wr_accounts.account_id"), primary_key=True),
                  Column("instrument", String(16), primary_key=True), Column("quantity", BigInteger))
+ORDERS = Table("wr_orders", METADATA, Column("instrument", String(16), primary_key=True),
+               Column("order_id", BigInteger, primary_key=True), Column("account_id", String(16)),
+               Column("client_order_id", String(16)), Column("state", String(16)),
+               UniqueConstraint("instrument", "account_id", "client_order_id"))
 BEIJING = timezone(timedelta(hours=8))
 
 
@@ -114,3 +119,43 @@ def test_take_updates_hands_over_what_the_session_would_flush(engine: Any) -> No
     with engine.begin() as connection:
         assert [(a["account_id"], a["note"], a["document"]) for a in rows(connection, ACCOUNTS)] == [
             ("A", "noted", {"v": 2}), ("B", None, {}), ("C", None, {})]
+
+
+@pytest.mark.postgres
+def test_an_update_reads_only_the_rows_it_changes_however_stale_the_statistics() -> None:
+    """The table grew 2,000-fold since it was analyzed: the update still finds each row by its key."""
+    with postgres_database() as url:
+        bind = session_factory_for(url).kw["bind"]
+        try:
+            METADATA.create_all(bind, tables=[ORDERS])
+            with bind.begin() as connection:
+                connection.execute(text("alter table wr_orders set (autovacuum_enabled = false)"))
+                connection.execute(text("insert into wr_orders select 'CEA-2025', g, 'A' || g % 32, 'c' || g, 'new' "
+                                        "from generate_series(1, 10) g"))
+                connection.execute(text("analyze wr_orders"))
+                connection.execute(text("insert into wr_orders select 'CEA-2025', g, 'A' || g % 32, 'c' || g, 'new' "
+                                        "from generate_series(11, 20000) g"))
+
+            def reads() -> tuple[int, int]:
+                with bind.begin() as connection:
+                    connection.execute(text("select pg_stat_force_next_flush()"))
+                with bind.begin() as connection:
+                    connection.execute(text("select pg_stat_clear_snapshot()"))
+                    seq, fetched = connection.execute(text(
+                        "select seq_scan, coalesce(idx_tup_fetch, 0) from pg_stat_user_tables "
+                        "where relid = 'wr_orders'::regclass")).one()
+                    return seq, fetched
+
+            seq_before, fetched_before = reads()
+            changed = [{"instrument": "CEA-2025", "order_id": i, "state": "filled"} for i in (8426, 8459, 15001)]
+            with bind.begin() as connection:
+                write_rows(connection, updates=[(ORDERS, changed, ("instrument", "order_id"))])
+            seq_after, fetched_after = reads()
+            with bind.begin() as connection:
+                states = connection.execute(text("select order_id, state from wr_orders where state = 'filled' "
+                                                 "order by order_id")).all()
+        finally:
+            bind.dispose()
+    assert [tuple(r) for r in states] == [(8426, "filled"), (8459, "filled"), (15001, "filled")]
+    assert seq_after == seq_before, "the update scanned the whole table"
+    assert fetched_after - fetched_before <= 10, "the update read rows it does not change"
