@@ -1070,16 +1070,6 @@ def describe_fill(trade: ExchangeTrade, *, account_id: str) -> dict[str, Any]:
             "trading_day": trade.trading_day, "executed_at": trade.executed_at, "settled": trade.entry_id is not None}
 
 
-def _with_fills(session: Session, row: ExchangeOrder) -> dict[str, Any]:
-    """The order as the API describes it, with every fill so far (one read of its trades)."""
-    trades = list(session.scalars(select(ExchangeTrade).where(
-        ExchangeTrade.instrument == row.instrument,
-        or_((ExchangeTrade.buy_order_id == row.order_id) & (ExchangeTrade.buy_account_id == row.account_id),
-            (ExchangeTrade.sell_order_id == row.order_id) & (ExchangeTrade.sell_account_id == row.account_id)))
-        .order_by(ExchangeTrade.trade_id)))
-    return describe_order(row, trades=trades)
-
-
 def _new(run: _Run, command: ex.Command) -> _OrderAnswer:
     """Apply a command that creates an order, quote, take or proposal; the answer names what it created."""
     return _OrderAnswer(order_id=_new_id(run.apply_accepted(command)), created=True)
@@ -1411,13 +1401,13 @@ def list_orders(session: Session, *, actor: Actor, instrument: str | None, accou
 
 
 def get_order(session: Session, *, actor: Actor, instrument: str, order_id: int) -> dict[str, Any]:
-    row = store.order(session, instrument, order_id)
+    row, fills = store.order_with_fills(session, instrument, order_id)
     visible = row is not None and (actor.role == "officer" or ledger.owns_account(actor, row.account_id)
                                    or (row.counterparty_id is not None
                                        and ledger.owns_account(actor, row.counterparty_id)))
     if row is None or not visible:
         raise ExchangeError(f"no order {order_id} on {instrument}", code="unknown_order")
-    return _with_fills(session, row)
+    return describe_order(row, trades=fills)
 
 
 def statement(session: Session, *, account_id: str, day_from: date | None, day_to: date | None,

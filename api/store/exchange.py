@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, func, select
+from sqlalchemy import Table, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from accounting import exchange as engine_types
@@ -133,6 +133,19 @@ def commands_after(session: Session, code: str, *, after: int, upto: int | None 
 
 def order(session: Session, code: str, order_id: int) -> ExchangeOrder | None:
     return session.get(ExchangeOrder, (code, order_id))
+
+
+def order_with_fills(session: Session, code: str, order_id: int) -> tuple[ExchangeOrder | None, list[ExchangeTrade]]:
+    """The order and its fills (the trades on its side), in trade order, in one statement."""
+    mine = or_(and_(ExchangeTrade.buy_order_id == ExchangeOrder.order_id,
+                    ExchangeTrade.buy_account_id == ExchangeOrder.account_id),
+               and_(ExchangeTrade.sell_order_id == ExchangeOrder.order_id,
+                    ExchangeTrade.sell_account_id == ExchangeOrder.account_id))
+    found = session.execute(select(ExchangeOrder, ExchangeTrade)
+                            .outerjoin(ExchangeTrade, and_(ExchangeTrade.instrument == ExchangeOrder.instrument, mine))
+                            .where(ExchangeOrder.instrument == code, ExchangeOrder.order_id == order_id)
+                            .order_by(ExchangeTrade.trade_id)).all()
+    return (found[0][0] if found else None), [trade for _, trade in found if trade is not None]
 
 
 def orders(session: Session, code: str, order_ids: Iterable[int]) -> dict[int, ExchangeOrder]:
