@@ -32,6 +32,7 @@ from collections.abc import MutableMapping
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, WebSocket
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -201,11 +202,8 @@ def _parse(message: MutableMapping[str, Any]) -> PlaceCommand | OrderCommand | s
         return _problem(None, None, PayloadTooLargeError(MAX_MESSAGE_CHARS))
     try:
         return SessionCommand.validate_json(text)
-    except ValidationError as err:
-        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in err.errors()]
-        body = {"type": "/problems/invalid_request", "title": "Invalid request", "status": 422,
-                "detail": f"{len(errors)} problem(s) in the command", "code": "invalid_request", "errors": errors}
-        return json.dumps({"ref": _ref_of(text), "status": 422, "problem": body})
+    except ValidationError as err:  # answered as the REST route answers an invalid body
+        return _problem(None, _ref_of(text), RequestValidationError(err.errors()))
 
 
 def _ref_of(text: str) -> str | None:
