@@ -23,8 +23,10 @@ from starlette.requests import HTTPConnection
 from accounting.errors import AccountingError, FactorError, InvalidFileError, UnitError
 from accounting.review import ReviewError
 from api.request_log import REQUEST_ID_HEADER, current_request_id
+from api.schemas import Order
 from api.services.approvals import ApprovalNotFoundError
 from api.services.evidence import EvidenceNotFoundError
+from api.services.exchange import CommandRefusedError
 from api.services.idempotency import IdempotencyConflictError
 from api.services.quality import DataDocsUnavailableError
 from api.services.review import PeriodStateError, StaleStateError
@@ -194,6 +196,15 @@ def _accounting(_: Request, exc: AccountingError) -> JSONResponse:
                    title=title, detail=str(exc))
 
 
+def _command_refused(request: Request, exc: CommandRefusedError) -> JSONResponse:
+    """An exchange rule refused the command; one on an order that has already ended shows it (``order``)."""
+    if exc.order is None:
+        return _accounting(request, exc)
+    return problem(status_code=RULE_STATUS.get(exc.code, status.HTTP_422_UNPROCESSABLE_CONTENT), code=exc.code,
+                   title="Accounting rule refused the input", detail=str(exc),
+                   order=Order.model_validate(exc.order).model_dump(mode="json"))
+
+
 def _idempotency_conflict(_: Request, exc: IdempotencyConflictError) -> JSONResponse:
     return problem(status_code=status.HTTP_409_CONFLICT, code=exc.code, title="Idempotency-Key reused",
                    detail=str(exc))
@@ -342,6 +353,7 @@ HANDLERS: dict[type[Exception], _Handler] = {
     PeriodStateError: _review,
     ReviewError: _review,
     AccountingError: _accounting,
+    CommandRefusedError: _command_refused,
     StaleStateError: _stale,
     AuthenticationRequiredError: _unauthenticated,
     InvalidCredentialsError: _invalid_credentials,

@@ -101,6 +101,46 @@ class Problem(BaseModel):
     errors: list[dict[str, Any]] | None = None
 
 
+class Fill(BaseModel):
+    trade_id: int
+    side: str
+    price_fen: int
+    quantity_t: int
+    value_fen: int
+    fee_fen: int
+    liquidity: str = Field(description="maker | taker")
+    mode: str
+    order_id: int
+    trading_day: str
+    executed_at: datetime
+    settled: bool
+
+
+class Order(BaseModel):
+    instrument: str
+    order_id: int
+    kind: str = Field(description="order | quote | take | block")
+    account_id: str
+    client_order_id: str
+    side: str
+    order_type: str
+    time_in_force: str
+    price_fen: int | None
+    quantity_t: int
+    filled_t: int
+    remaining_t: int
+    cancelled_t: int
+    state: str = Field(description="new | partially_filled | filled | cancelled | expired; blocks: proposed | "
+                                   "executed | cancelled")
+    reason: str | None
+    counterparty_id: str | None
+    held_fen: int = Field(description="cash this order still holds in clearing")
+    held_t: int = Field(description="tonnes this order still holds in clearing")
+    created_at: datetime
+    updated_at: datetime
+    fills: list[Fill] | None = None
+
+
 class Health(BaseModel):
     status: Literal["ok"]
 

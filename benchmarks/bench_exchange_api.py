@@ -15,7 +15,7 @@ p99 latency under 100 ms, at 32 concurrent clients. What is measured, per databa
   order, then over an order-entry WebSocket per client (``/v1/exchange/session``, the same agents and
   answers; ``ORDER_ENTRIES``). Each client sends what its agent decides:
   limit buys and sells near the middle (some crossing it), some market and IOC orders, cancels of its
-  resting orders (a cancel that comes too late is followed by a read of the order, not counted). Every
+  resting orders (a cancel that comes too late learns how the order ended from its refusal). Every
   answer is durable: the service commits the command, its ledger entry and its trades before answering;
 * **orders/s** = order-entry requests answered (placements and cancels, accepted or refused by a
   market rule) per second of wall time, all clients together; **p50/p99** = their latency at the client;

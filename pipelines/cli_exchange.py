@@ -531,11 +531,14 @@ class Seat:
             self.counts["cancelled"] += 1
             self.observe(order_id, filled_t=answer["filled_t"], remaining_t=0, open_=False)
             return status
-        self.counts["cancel_too_late"] += 1  # filled or ended since the agent looked: how did it end?
-        found, order = self.client.call("GET", f"{self.url}/orders/{order_id}")
-        if found == 200:
-            self.observe(order_id, filled_t=order["filled_t"], remaining_t=order["remaining_t"],
-                         open_=order["state"] in ("new", "partially_filled"))
+        self.counts["cancel_too_late"] += 1  # filled or ended since the agent looked: the refusal shows how
+        order = answer.get("order") if isinstance(answer, dict) else None
+        if order is None:
+            found, order = self.client.call("GET", f"{self.url}/orders/{order_id}")
+            if found != 200:
+                return status
+        self.observe(order_id, filled_t=order["filled_t"], remaining_t=order["remaining_t"],
+                     open_=order["state"] in ("new", "partially_filled"))
         return status
 
     def _replace(self, action: Replace) -> int:

@@ -35,7 +35,7 @@ from accounting.market_rules import InstrumentRules, TradingCalendar
 from api.deps import ActorDep, LimitQuery, OffsetQuery, RequiredIdempotencyKeyDep, SessionDep, SettingsDep, answer_once
 from api.errors import RateLimitedError
 from api.rate_limit import TokenBuckets
-from api.schemas import Problem
+from api.schemas import Order, Problem
 from api.services import exchange
 from api.store.db import READ_ONLY
 
@@ -284,46 +284,6 @@ class OrderRequest(BaseModel):
     quantity_t: Tonnes
 
 
-class Fill(BaseModel):
-    trade_id: int
-    side: str
-    price_fen: int
-    quantity_t: int
-    value_fen: int
-    fee_fen: int
-    liquidity: str = Field(description="maker | taker")
-    mode: str
-    order_id: int
-    trading_day: str
-    executed_at: datetime
-    settled: bool
-
-
-class Order(BaseModel):
-    instrument: str
-    order_id: int
-    kind: str = Field(description="order | quote | take | block")
-    account_id: str
-    client_order_id: str
-    side: str
-    order_type: str
-    time_in_force: str
-    price_fen: int | None
-    quantity_t: int
-    filled_t: int
-    remaining_t: int
-    cancelled_t: int
-    state: str = Field(description="new | partially_filled | filled | cancelled | expired; blocks: proposed | "
-                                   "executed | cancelled")
-    reason: str | None
-    counterparty_id: str | None
-    held_fen: int = Field(description="cash this order still holds in clearing")
-    held_t: int = Field(description="tonnes this order still holds in clearing")
-    created_at: datetime
-    updated_at: datetime
-    fills: list[Fill] | None = None
-
-
 class OrderList(BaseModel):
     items: list[Order]
     limit: int
@@ -363,7 +323,11 @@ def get_order(instrument: str, order_id: OrderId, session: SessionDep, actor: Ac
 
 @router.delete("/instruments/{instrument}/orders/{order_id}", response_model=Order, responses=REFUSED)
 async def cancel_order(instrument: str, order_id: OrderId, session: SessionDep, actor: ActorDep) -> dict[str, Any]:
-    """Cancel the open remainder; what it held comes back. A second cancel answers 409 ``order_not_open``."""
+    """Cancel the open remainder; what it held comes back.
+
+    An order that has already ended (filled, cancelled, expired) answers 409 ``order_not_open`` with the order as
+    it is now, fills included, in the problem's ``order``: no need to read it again to learn how it ended.
+    """
     cancelled = await exchange.submit_async(session, exchange.cancelling(actor=actor, instrument=instrument,
                                                                          order_id=order_id))
     order: dict[str, Any] = cancelled[1]

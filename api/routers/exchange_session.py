@@ -9,11 +9,12 @@ site). Then each text message is one command, a JSON object:
   ``POST /v1/exchange/instruments/{instrument}/orders``);
 * ``{"op": "cancel", "ref": "r2", "instrument": "CEA-2025", "order_id": 17}``;
 * ``{"op": "get", "ref": "r3", "instrument": "CEA-2025", "order_id": 17}``: the order with its fills, as
-  ``GET /v1/exchange/instruments/{instrument}/orders/{order_id}`` answers (e.g. after a cancel came too late).
+  ``GET /v1/exchange/instruments/{instrument}/orders/{order_id}`` answers.
 
 Each is answered with one message carrying the command's ``ref``, the ``status`` the REST route would answer
 and either ``order`` (the order with its fills, as the REST route's body) or ``problem`` (its problem+json
-body, the same codes). A command is the REST route's: the same access rules (the credential is checked again
+body, the same codes; a cancel of an order that has already ended answers ``order_not_open`` with the order in
+the problem's ``order``). A command is the REST route's: the same access rules (the credential is checked again
 for every command, so a revocation holds), the same per-account order limit and the same service, and its
 answer comes once its batch is committed. Commands may be sent without waiting for answers (at most
 :data:`MAX_IN_FLIGHT` at once; the session reads no more until one is answered); those of one instrument
@@ -44,7 +45,8 @@ from api.deps import ActorDep, SessionDep
 from api.errors import AuthenticationRequiredError, PayloadTooLargeError, UnsupportedMediaTypeError, problem_body
 from api.rate_limit import TokenBuckets
 from api.request_log import REQUEST_LOGGER_NAME
-from api.routers.exchange import MAX_ID, Instrument, Order, OrderLimitDep, OrderRequest, limit_account
+from api.routers.exchange import MAX_ID, Instrument, OrderLimitDep, OrderRequest, limit_account
+from api.schemas import Order
 from api.services import exchange
 
 router = APIRouter(prefix="/v1/exchange", tags=["exchange"])

@@ -607,15 +607,15 @@ class _Run:
             additions=[store.balance_additions({k: v for k, v in self.deltas.items() if v})])
         session.flush()  # whatever else the batch changed
 
-    def describe(self, answers: Iterable[_OrderAnswer]) -> dict[int, dict[str, Any]]:
-        """The orders the answers name, with their fills, as written.
+    def describe(self, order_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """The orders the answers show, with their fills, as written.
 
         An order this batch created, or one this process wrote and still remembers (``_Loaded.views``), is
         described from the rows written; the others are read back, two queries for the whole batch.
         """
         described: dict[int, dict[str, Any]] = {}
         ids = []
-        for order_id in sorted({a.order_id for a in answers}):
+        for order_id in sorted(set(order_ids)):
             known = self.known_row(order_id)
             if known is None:
                 ids.append(order_id)
@@ -784,7 +784,21 @@ def _order_values(engine: MatchingEngine, order_id: int, take: ex.QuoteTaken | N
 
 
 class CommandRefusedError(ExchangeError):
-    """The engine refused a command (logged, nothing else changed); ``code`` says which rule."""
+    """The engine refused a command (logged, nothing else changed); ``code`` says which rule.
+
+    A command on an order, quote or proposal that has already ended (``ORDER_ENDED``) is answered with it
+    as it is now (``order``, with its fills): the trader learns how it ended without reading it again.
+    """
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message, code=code)
+        #: The order the answer shows (named while the batch runs, described once it is written).
+        self.order_id: int | None = None
+        self.order: dict[str, Any] | None = None
+
+
+#: Refusals of a command on something that has already ended: their answer shows it (filled, cancelled...).
+ORDER_ENDED = frozenset({"order_not_open", "quote_not_open", "proposal_not_open"})
 
 
 _REFUSALS = {
@@ -896,6 +910,8 @@ def _write_batch(loaded: _Loaded, batch: list[Ticket]) -> None:
             return
     for ticket in batch:
         if isinstance(ticket.pending, BaseException):
+            if isinstance(ticket.pending, CommandRefusedError) and ticket.pending.order_id is not None:
+                ticket.pending.order = described.get(ticket.pending.order_id)
             ticket.fail(ticket.pending)
         elif isinstance(ticket.pending, _OrderAnswer):
             ticket.succeed((ticket.pending.created, described[ticket.pending.order_id]))
@@ -946,10 +962,19 @@ def _apply_and_commit(session: Session, instrument: str, loaded: _Loaded, batch:
                for t in batch):
             raise _NothingToWriteError
     run.write()
-    described = run.describe(t.pending for t in batch if isinstance(t.pending, _OrderAnswer))
+    described = run.describe(_shown_order_ids(batch))
     progress.committing, progress.seq, progress.trading_day = True, run.row.last_seq, run.row.trading_day
     session.commit()
     return described
+
+
+def _shown_order_ids(batch: list[Ticket]) -> Iterator[int]:
+    """The orders the batch's answers show: those placed or changed, and those a refusal found ended."""
+    for ticket in batch:
+        if isinstance(ticket.pending, _OrderAnswer):
+            yield ticket.pending.order_id
+        elif isinstance(ticket.pending, CommandRefusedError) and ticket.pending.order_id is not None:
+            yield ticket.pending.order_id
 
 
 def _run_ticket(run: _Run, ticket: Ticket) -> None:
@@ -1076,8 +1101,14 @@ def _new(run: _Run, command: ex.Command) -> _OrderAnswer:
 
 
 def _changed(run: _Run, command: ex.Command, order_id: int) -> _OrderAnswer:
-    """Apply a command on an existing order; the answer is the order with every fill so far."""
-    run.apply_accepted(command)
+    """Apply a command on an existing order; the answer (or the refusal, once it has ended) is the order with
+    every fill so far."""
+    try:
+        run.apply_accepted(command)
+    except CommandRefusedError as refused:
+        if refused.code in ORDER_ENDED:
+            refused.order_id = order_id
+        raise
     return _OrderAnswer(order_id=order_id, created=False)
 
 

@@ -69,6 +69,18 @@ def test_a_trade_settles_delivery_versus_payment_with_fees_and_holds_come_back(m
     assert mkt.balance("TR-QIAN", "CNY") == CASH_FEN - value - fee
     again = mkt.client.delete(f"{URL}/orders/{body['order_id']}", headers=QIAN)
     assert (again.status_code, again.json()["code"]) == (409, "order_not_open")
+    # a command on an order that has ended shows the order as it is now, fills included
+    assert again.json()["order"] == mkt.client.get(f"{URL}/orders/{body['order_id']}", headers=QIAN).json()
+    filled_sell = mkt.client.delete(f"{URL}/orders/{sell.json()['order_id']}", headers=ZHOU)
+    assert (filled_sell.status_code, filled_sell.json()["code"]) == (409, "order_not_open")
+    shown = filled_sell.json()["order"]
+    assert (shown["state"], shown["filled_t"], shown["remaining_t"]) == ("filled", 300, 0)
+    assert [(f["price_fen"], f["quantity_t"], f["liquidity"]) for f in shown["fills"]] == [(5010, 300, "maker")]
+    replaced = mkt.client.post(f"{URL}/orders/{sell.json()['order_id']}/replace", headers=ZHOU,
+                               json={"price_fen": 5020, "quantity_t": 10})
+    assert (replaced.status_code, replaced.json()["code"], replaced.json()["order"]) == (409, "order_not_open", shown)
+    missing = mkt.client.delete(f"{URL}/orders/999999", headers=QIAN).json()
+    assert (missing["code"], "order" in missing) == ("unknown_order", False)  # nothing to show
     mkt.verify()
 
 
@@ -182,6 +194,12 @@ def test_listed_agreement_quotes_are_taken_at_their_price(mkt: Market) -> None:
     assert mkt.balance(CHP_ACCOUNT, INSTRUMENT) == UNITS_T + 400
     depth = mkt.client.get(f"{URL}/depth", headers=VERIFIER).json()
     assert depth["quotes"]["asks"] == [{"price_fen": 5100, "quantity_t": 600, "orders": 1}]
+    withdrawn = mkt.client.delete(f"{URL}/quotes/{quote.json()['order_id']}", headers=ZHOU)
+    assert withdrawn.status_code == 200, withdrawn.text
+    assert (withdrawn.json()["state"], withdrawn.json()["cancelled_t"]) == ("cancelled", 600)
+    again = mkt.client.delete(f"{URL}/quotes/{quote.json()['order_id']}", headers=ZHOU)
+    assert (again.status_code, again.json()["code"]) == (409, "quote_not_open")
+    assert again.json()["order"] == withdrawn.json()  # the quote as it ended
     mkt.verify()
 
 

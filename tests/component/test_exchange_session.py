@@ -73,6 +73,7 @@ def same_refusal(mkt: Market, ws: WebSocketTestSession, command: dict[str, Any],
     answer = ask(ws, command)
     assert (answer["status"], answer["problem"]["code"]) == (rest_status, rest_body["code"]) == (status, code), answer
     assert answer["problem"]["status"] == status and "order" not in answer
+    assert answer["problem"].get("order") == rest_body.get("order")  # an order that has ended: shown alike
 
 
 def next_message(ws: WebSocketTestSession, seconds: float) -> Message | None:
@@ -144,6 +145,8 @@ def test_refusals_are_the_rest_routes_and_the_session_keeps_serving(mkt: Market)
             same_refusal(mkt, ws, command, status, code)
         assert footprint(mkt)[1:] == before[1:]  # refused: no order and no entry
         assert rest_order(mkt, mine)["state"] == "cancelled"
+        ended = ask(ws, on_order("cancel", "third-cancel", mine))["problem"]
+        assert ended["order"] == rest_order(mkt, mine)  # how it ended, without reading it again
     assert mkt.client.get(f"{ORDERS}/{theirs}", headers=ZHOU).json()["state"] == "new"
     mkt.verify()
 
