@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -196,11 +197,13 @@ class _Loaded:
     #: Ledger accounts met so far (an account's kind and owner never change): a trade's counterparty is
     #: credited without reading its account again.
     accounts: dict[str, Account] = field(default_factory=dict)
-    #: The open orders this process wrote, as written (their columns, and their fills so far): a batch
-    #: describes them without reading them back. An order that ends, or that another process's command
-    #: touches, is forgotten (read back when next described).
+    #: The orders this process wrote, as written (their columns, and their fills so far): every open one and
+    #: the last :data:`ENDED_KEPT` that ended (a late cancel's refusal shows how its order ended). A batch
+    #: describes them without reading them back. An order another process's command touches is forgotten
+    #: (read back when next described).
     views: dict[int, dict[str, Any]] = field(default_factory=dict)
     fills: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    ended: deque[int] = field(default_factory=deque)
     #: Tonnes each account bought on ``bought_day`` (T+1), as committed: read once, then kept up to date by
     #: this process's batches; forgotten when another process's command is met, or the day changes.
     bought: dict[str, int] = field(default_factory=dict)
@@ -238,6 +241,7 @@ class _Loaded:
         """Forget the engine (a transaction failed after applying to it); the next command rebuilds it."""
         self.engine, self.seq, self.created_at, self.holds, self.client_ids = None, 0, None, {}, {}
         self.accounts, self.views, self.fills, self.bought, self.bought_day = {}, {}, {}, {}, None
+        self.ended.clear()
 
     def forget(self, order_ids: Iterable[int]) -> None:
         for order_id in order_ids:
@@ -245,8 +249,8 @@ class _Loaded:
             self.fills.pop(order_id, None)
 
     def remember(self, run: _Run, *, trading_day: str | None) -> None:
-        """After ``run`` committed (on ``trading_day``): the open orders it wrote, as written (the orders that
-        ended are forgotten), and the day's purchases it read or made."""
+        """After ``run`` committed (on ``trading_day``): the orders it wrote, as written (the oldest of those that
+        ended beyond :data:`ENDED_KEPT` are forgotten), and the day's purchases it read or made."""
         if self.bought_day != trading_day:
             self.bought, self.bought_day = {}, trading_day
         for account, tonnes in run.bought_now.items():
@@ -255,13 +259,19 @@ class _Loaded:
         self.bought.update((a, before + run.bought_now.get(a, 0)) for a, before in run.bought_before.items())
         for order_id in run.orders:
             known = run.known_row(order_id)
-            if known is None or known["state"] not in ex.OPEN_STATES:
+            if known is None:
                 self.forget((order_id,))
                 continue
             self.fills[order_id] = run.known_fills(order_id, known["account_id"])
             self.views[order_id] = known
+            if known["state"] not in ex.OPEN_STATES:
+                self.ended.append(order_id)
+        while len(self.ended) > ENDED_KEPT:
+            self.forget((self.ended.popleft(),))
 
 
+#: Ended orders each instrument's writer keeps describing from memory (a few seconds of trading under load).
+ENDED_KEPT = 10_000
 _ENGINES: dict[tuple[str, str], _Loaded] = {}
 #: The tables a batch writes in bulk (Core statements: the rows are plain dicts, no ORM objects).
 _TABLES = {model: cast(Table, model.__table__)

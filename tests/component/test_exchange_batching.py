@@ -218,13 +218,24 @@ def test_an_engine_never_counts_another_processs_commands_committed_just_after_i
         assert ledger_service.verify(session)["ok"]
 
 
-def test_every_answer_is_the_order_as_stored_whether_described_from_memory_or_read_back(market: Market) -> None:
+def test_every_answer_is_the_order_as_stored_whether_described_from_memory_or_read_back(
+        market: Market, monkeypatch: pytest.MonkeyPatch) -> None:
     """A batch describes the orders this process wrote from memory (``_Loaded.views``): each answer must equal
-    the order read back from the database right after, through fills, cancels, replaces and commands another
-    process sends (which make this process forget what they touch)."""
+    the order read back from the database right after, through fills, cancels, replaces, late cancels of
+    orders that ended (remembered, or forgotten beyond ``ENDED_KEPT``) and commands another process sends
+    (which make this process forget what they touch)."""
+    monkeypatch.setattr(exchange, "ENDED_KEPT", 5)  # some ended orders are remembered, others read back
     rng = random.Random(5)
     other_process: dict[Any, Any] = {}
     open_orders: dict[int, list[int]] = {n: [] for n in range(4)}
+    ended: dict[int, list[int]] = {n: [] for n in range(4)}
+    late_cancels = 0
+
+    def shown_by_refusal(err: ex.ExchangeError) -> dict[str, Any]:
+        assert isinstance(err, exchange.CommandRefusedError) and err.code == "order_not_open", err
+        assert err.order is not None
+        return err.order
+
     for step in range(150):
         n = rng.randrange(4)
         # now and then the command comes through another process's engine
@@ -236,8 +247,13 @@ def test_every_answer_is_the_order_as_stored_whether_described_from_memory_or_re
                 order_id = open_orders[n].pop(rng.randrange(len(open_orders[n])))
                 try:
                     answer = exchange.cancel_order(session, order_id=order_id, **kwargs)
-                except ex.ExchangeError:  # filled meanwhile
-                    continue
+                except ex.ExchangeError as err:  # filled meanwhile: the refusal shows the order
+                    answer = shown_by_refusal(err)
+            elif ended[n] and roll < 0.35:
+                late_cancels += 1
+                with pytest.raises(ex.ExchangeError) as refused:
+                    exchange.cancel_order(session, order_id=rng.choice(ended[n]), **kwargs)
+                answer = shown_by_refusal(refused.value)
             elif open_orders[n] and roll < 0.4:
                 order_id = rng.choice(open_orders[n])
                 try:
@@ -256,6 +272,8 @@ def test_every_answer_is_the_order_as_stored_whether_described_from_memory_or_re
         assert answer == stored, step
         if answer["state"] not in ("new", "partially_filled"):
             open_orders[n] = [i for i in open_orders[n] if i != answer["order_id"]]
+            ended[n] = [*(i for i in ended[n] if i != answer["order_id"]), answer["order_id"]]
+    assert late_cancels > 5
     with market.sessions() as session:
         assert exchange.verify(session, instrument=INSTRUMENT)["ok"]
 
