@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from sqlalchemy import JSON, BigInteger, Column, ForeignKey, MetaData, String, Table, UniqueConstraint, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, registry
 
 from api.store.db import session_factory_for, take_updates, write_rows
@@ -91,6 +92,15 @@ def test_a_failing_part_leaves_nothing_written(engine: Any) -> None:
     with engine.begin() as connection:
         assert [a["account_id"] for a in rows(connection, ACCOUNTS)] == ["A"]
         assert rows(connection, HOLDINGS) == []
+
+
+def test_a_value_json_has_no_form_for_fails_the_write(engine: Any) -> None:
+    opened = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)
+    odd = {"account_id": "A", "name": "a", "opened_at": opened, "document": {"price": Decimal("50.01")}, "note": None}
+    with pytest.raises((TypeError, StatementError)), engine.begin() as connection:  # SQLite: wrapped
+        write_rows(connection, inserts=[(ACCOUNTS, [odd])])
+    with engine.begin() as connection:
+        assert rows(connection, ACCOUNTS) == []
 
 
 def test_nothing_to_write_sends_nothing(engine: Any) -> None:
