@@ -106,8 +106,10 @@ class InvalidOptionsError(ValueError):
 
 
 def problem(*, status_code: int, code: str, detail: str, title: str | None = None,
-            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    """A problem+json response; ``extra`` members (``errors``, ``source``...) are added as they are."""
+            headers: dict[str, str] | None = None, encoded: dict[str, Any] | None = None,
+            **extra: Any) -> JSONResponse:
+    """A problem+json response; ``extra`` members (``errors``, ``source``...) are added as they are, and
+    ``encoded`` members, already in their JSON form (a model's ``model_dump(mode="json")``), without a second pass."""
     body = {
         "type": f"/problems/{code}",
         "title": title or HTTPStatus(status_code).phrase,
@@ -115,6 +117,7 @@ def problem(*, status_code: int, code: str, detail: str, title: str | None = Non
         "detail": detail,
         "code": code,
         **jsonable_encoder(extra),
+        **(encoded or {}),
     }
     if (request_id := current_request_id.get()) is not None:  # set per request by RequestLogMiddleware
         body["request_id"] = request_id
@@ -202,7 +205,7 @@ def _command_refused(request: Request, exc: CommandRefusedError) -> JSONResponse
         return _accounting(request, exc)
     return problem(status_code=RULE_STATUS.get(exc.code, status.HTTP_422_UNPROCESSABLE_CONTENT), code=exc.code,
                    title="Accounting rule refused the input", detail=str(exc),
-                   order=Order.model_validate(exc.order).model_dump(mode="json"))
+                   encoded={"order": Order.model_validate(exc.order).model_dump(mode="json")})
 
 
 def _idempotency_conflict(_: Request, exc: IdempotencyConflictError) -> JSONResponse:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, func, or_, select
+from sqlalchemy import Table, and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from accounting import exchange as engine_types
@@ -196,14 +196,18 @@ def locked_instrument(session: Session, code: str) -> tuple[ExchangeInstrument |
                                                             ExchangeDay | None]:
     """The instrument's row, locked until commit, the clock's row and the row of the instrument's trading day
     (None before its first), in one statement."""
-    found = session.execute(select(ExchangeInstrument, ExchangeClock, ExchangeDay)
-                            .select_from(ExchangeInstrument)
-                            .outerjoin(ExchangeClock, ExchangeClock.id == 1)
-                            .outerjoin(ExchangeDay, and_(ExchangeDay.instrument == ExchangeInstrument.instrument,
-                                                         ExchangeDay.trading_day == ExchangeInstrument.trading_day))
-                            .where(ExchangeInstrument.instrument == code)
-                            .with_for_update(of=ExchangeInstrument)).one_or_none()
+    found = session.execute(_LOCKED_INSTRUMENT, {"code": code}).one_or_none()
     return (None, None, None) if found is None else (found[0], found[1], found[2])
+
+
+#: Built once: every batch runs it, and building a statement costs more than the statement's round trip.
+_LOCKED_INSTRUMENT = (select(ExchangeInstrument, ExchangeClock, ExchangeDay)
+                      .select_from(ExchangeInstrument)
+                      .outerjoin(ExchangeClock, ExchangeClock.id == 1)
+                      .outerjoin(ExchangeDay, and_(ExchangeDay.instrument == ExchangeInstrument.instrument,
+                                                   ExchangeDay.trading_day == ExchangeInstrument.trading_day))
+                      .where(ExchangeInstrument.instrument == bindparam("code"))
+                      .with_for_update(of=ExchangeInstrument))
 
 
 # -- the ledger's balances, as a batch of exchange commands changes them --------------------------------------

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -70,14 +70,8 @@ def _locked_balances(session: Session, keys: list[Key]) -> tuple[dict[Key, int],
     def read() -> tuple[dict[Key, int], dict[str, Encumbrance]]:
         balances: dict[Key, int] = {}
         encumbrances: dict[str, Encumbrance] = {}
-        for a, i, q, encumbrance in session.execute(
-                select(LedgerBalance.account_id, LedgerBalance.instrument, LedgerBalance.quantity, EncumbranceRow)
-                .outerjoin(EncumbranceRow, and_(EncumbranceRow.account_id == LedgerBalance.account_id,
-                                                EncumbranceRow.instrument == LedgerBalance.instrument,
-                                                EncumbranceRow.released_at.is_(None)))
-                .where(LedgerBalance.account_id.in_(account_ids), LedgerBalance.instrument.in_(instruments))
-                .order_by(LedgerBalance.account_id, LedgerBalance.instrument)
-                .with_for_update(of=LedgerBalance)):
+        for a, i, q, encumbrance in session.execute(_LOCKED_BALANCES, {"account_ids": account_ids,
+                                                                         "instruments": instruments}):
             if (a, i) in wanted:
                 balances[(a, i)] = q
                 if encumbrance is not None:
@@ -89,6 +83,17 @@ def _locked_balances(session: Session, keys: list[Key]) -> tuple[dict[Key, int],
         _ensure_balance_rows(session, [k for k in keys if k not in found])
         found, encumbrances = read()
     return found, encumbrances
+
+
+#: Built once: every change of balances runs it.
+_LOCKED_BALANCES = (select(LedgerBalance.account_id, LedgerBalance.instrument, LedgerBalance.quantity, EncumbranceRow)
+                    .outerjoin(EncumbranceRow, and_(EncumbranceRow.account_id == LedgerBalance.account_id,
+                                                    EncumbranceRow.instrument == LedgerBalance.instrument,
+                                                    EncumbranceRow.released_at.is_(None)))
+                    .where(LedgerBalance.account_id.in_(bindparam("account_ids", expanding=True)),
+                           LedgerBalance.instrument.in_(bindparam("instruments", expanding=True)))
+                    .order_by(LedgerBalance.account_id, LedgerBalance.instrument)
+                    .with_for_update(of=LedgerBalance))
 
 
 def lock_state(session: Session, *, keys: Iterable[Key], reverses: str | None = None,
