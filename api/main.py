@@ -15,6 +15,8 @@ lifespan makes committed credential changes (``api.services.users.forget_on_comm
 
 from __future__ import annotations
 
+import functools
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -49,6 +51,15 @@ pipeline publishes; calculations compute without storing; submissions hand files
 Errors are `application/problem+json` with a stable `code`."""
 
 
+@functools.cache  # once per process
+def _freeze_what_start_up_made() -> None:
+    """Move the objects start-up made (modules, mappers, schemas, the factor library: some 270,000) out of the
+    cyclic garbage collector's reach. A full collection then walks only what requests made since: under load
+    it came every second or so and stopped every request for 150 ms."""
+    gc.collect()  # what is garbage already is freed, not frozen
+    gc.freeze()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; ``settings`` (tests) replaces ``get_settings()`` (environment) everywhere."""
     resolved = settings or get_settings()
@@ -62,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.library = load_library()
         app.state.snapshot_reader = SnapshotReader(path=resolved.serving)
         stop_forgetting = forget_on_commit(app.state.credentials)
+        _freeze_what_start_up_made()
         try:
             yield
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -131,6 +132,13 @@ def test_a_signed_in_user_past_its_burst_gets_429_with_retry_after_while_others_
 def test_a_rate_limit_of_zero_disables_it(tmp_path: Path) -> None:
     client = TestClient(create_app(zone_settings(tmp_path, rate_limit_per_minute=0, rate_limit_burst=1)))
     assert {client.get("/nowhere").status_code for _ in range(5)} == {404}
+
+
+def test_what_start_up_made_is_out_of_the_garbage_collectors_reach(tmp_path: Path) -> None:
+    """A full collection walks only what requests made, not the modules, mappers and schemas of start-up."""
+    with TestClient(create_app(zone_settings(tmp_path))) as client:
+        assert client.get("/healthz").status_code == 200
+        assert gc.get_freeze_count() > 100_000
 
 
 def test_token_buckets_refill_at_the_rate_and_forget_idle_clients() -> None:
