@@ -343,7 +343,9 @@ class ReplaceRequest(BaseModel):
 @router.post("/instruments/{instrument}/orders/{order_id}/replace", response_model=Order, responses=REFUSED)
 def replace_order(instrument: str, order_id: OrderId, body: ReplaceRequest, session: SessionDep, actor: ActorDep,
                   buckets: OrderLimitDep) -> dict[str, Any]:
-    """Cancel-replace: keeps its priority only when the price is the same and the quantity does not grow."""
+    """Cancel-replace: keeps its priority only when the price is the same and the quantity does not grow.
+
+    An order that has already ended answers 409 ``order_not_open`` with the order in the problem's ``order``."""
     session.connection(execution_options=READ_ONLY)  # finding the account to rate-limit takes no write lock
     row = exchange.get_order(session, actor=actor, instrument=instrument, order_id=order_id)
     limit_account(buckets, row["account_id"])
@@ -387,7 +389,8 @@ def take_quote(instrument: str, quote_id: OrderId, body: TakeRequest, response: 
 
 @router.delete("/instruments/{instrument}/quotes/{quote_id}", response_model=Order, responses=REFUSED)
 def cancel_quote(instrument: str, quote_id: OrderId, session: SessionDep, actor: ActorDep) -> dict[str, Any]:
-    """Withdraw the untaken remainder of your quote."""
+    """Withdraw the untaken remainder of your quote; one that has already ended answers 409 ``quote_not_open``
+    with the quote in the problem's ``order``."""
     return exchange.cancel_quote(session, actor=actor, instrument=instrument, quote_id=quote_id)
 
 
