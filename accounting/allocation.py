@@ -39,11 +39,10 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
-from importlib.resources import files
-from pathlib import Path
 from typing import Any
 
 from accounting.errors import AccountingError, InvalidFileError, RowError
+from accounting.factors import load_library
 from accounting.ledger import POLLUTANTS
 
 #: Share of the base-year allocation issued before the year's output is known (national practice).
@@ -293,8 +292,9 @@ def _overlap(a: Benchmark, b: Benchmark) -> bool:
     return a.valid_from_year <= (b.valid_to_year or far) and b.valid_from_year <= (a.valid_to_year or far)
 
 
-def load_benchmarks(edition: str, *, root: Path | None = None) -> BenchmarkTable:
-    """The benchmark edition shipped in ``factors/benchmarks/<edition>.csv`` (or under ``root``).
+def load_benchmarks(edition: str) -> BenchmarkTable:
+    """The benchmark edition the factor library's catalog lists (``factors/benchmarks/<edition>.csv``), its
+    SHA-256 checked: a changed file fails (FactorError naming it) rather than allocating from other values.
 
     >>> load_benchmarks("2026.1").find(benchmark_id="power-coal-above-300mw", year=2020).value
     Decimal('0.877')
@@ -302,11 +302,10 @@ def load_benchmarks(edition: str, *, root: Path | None = None) -> BenchmarkTable
     if not _EDITION.match(edition):
         raise AllocationError(f"benchmark edition must look like 2026.1, got {edition!r}",
                               code="unknown_benchmark_edition")
-    directory = Path(str(files("factors"))) / "benchmarks" if root is None else Path(root)
-    path = directory / f"{edition}.csv"
-    if not path.is_file():
+    text = load_library().benchmark_edition(edition)
+    if text is None:
         raise AllocationError(f"no benchmark edition {edition}", code="unknown_benchmark_edition")
-    return parse_benchmarks(path.read_text(encoding="utf-8"), edition=edition)
+    return parse_benchmarks(text, edition=edition)
 
 
 # ---------------------------------------------------------------------------------------------

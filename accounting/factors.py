@@ -93,6 +93,8 @@ class _Edition:
 class _Catalog:
     editions: tuple[_Edition, ...]
     gwp_sets: dict[str, _ListedFile]
+    #: Allocation benchmark editions (``benchmarks/<edition>.csv``), by edition name.
+    benchmark_editions: dict[str, _ListedFile]
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,13 @@ class FactorLibrary:
                 _read_verified(self.root, listed)
         for listed in catalog.gwp_sets.values():
             _read_verified(self.root, listed)
+        for listed in catalog.benchmark_editions.values():
+            _read_verified(self.root, listed)
+
+    def benchmark_edition(self, edition: str) -> str | None:
+        """The CSV text of allocation benchmark edition ``edition``, its SHA-256 checked; None when unlisted."""
+        listed = self._catalog().benchmark_editions.get(edition)
+        return None if listed is None else _read_verified(self.root, listed).decode("utf-8")
 
     def _catalog(self) -> _Catalog:
         if "catalog" not in self._cache:
@@ -240,7 +249,21 @@ def _read_catalog(root: Path) -> _Catalog:
         if not name or name in gwp_sets:
             raise FactorError(f"{_CATALOG}: GWP set name '{name}' is empty or listed twice")
         gwp_sets[name] = _listed_file(raw, "", f"GWP set {name}")
-    return _Catalog(editions=editions, gwp_sets=gwp_sets)
+    return _Catalog(editions=editions, gwp_sets=gwp_sets, benchmark_editions=_benchmark_editions(root, data))
+
+
+def _benchmark_editions(root: Path, data: dict[str, Any]) -> dict[str, _ListedFile]:
+    listed: dict[str, _ListedFile] = {}
+    for raw in data.get("benchmark_editions", []):
+        name = str(raw.get("edition", ""))
+        if not name or name in listed:
+            raise FactorError(f"{_CATALOG}: benchmark edition '{name}' is empty or listed twice")
+        listed[name] = _listed_file(raw, "", f"benchmark edition {name}")
+    on_disk = {f"benchmarks/{p.name}" for p in (root / "benchmarks").glob("*.csv")}
+    unlisted = sorted(on_disk - {f.path for f in listed.values()})
+    if unlisted:  # an edition dropped in without a catalog entry would be used unchecked
+        raise FactorError(f"{_CATALOG}: {unlisted[0]} is a benchmark edition not listed in the catalog")
+    return listed
 
 
 def _parse_edition(root: Path, raw: dict[str, Any]) -> _Edition:

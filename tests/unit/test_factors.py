@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from accounting.errors import FactorError
-from accounting.factors import FACTOR_COLUMNS, carbonate_codes, fuel_phases, load_library
+from accounting.factors import FACTOR_COLUMNS, FactorLibrary, carbonate_codes, fuel_phases, load_library
 
 PACKAGED = Path(str(files("factors")))
 FIRST = "2026.1"
@@ -74,10 +74,11 @@ def test_every_packaged_file_matches_its_catalog_hash() -> None:
     for edition in catalog["editions"]:
         for entry in edition["files"]:
             listed[f"editions/{edition['edition']}/{entry['file']}"] = entry["sha256"]
-    for entry in catalog["gwp_sets"]:
+    for entry in catalog["gwp_sets"] + catalog["benchmark_editions"]:
         listed[entry["file"]] = entry["sha256"]
     on_disk = {p.relative_to(PACKAGED).as_posix() for p in PACKAGED.glob("editions/*/*.csv")}
     on_disk |= {p.relative_to(PACKAGED).as_posix() for p in PACKAGED.glob("gwp/*.csv")}
+    on_disk |= {p.relative_to(PACKAGED).as_posix() for p in PACKAGED.glob("benchmarks/*.csv")}
     assert on_disk == set(listed)
     for name, expected in listed.items():
         assert sha256(PACKAGED / name) == expected, name
@@ -96,6 +97,26 @@ def test_a_changed_gwp_file_fails_to_load_naming_the_file(tmp_path: Path) -> Non
     path = root / "gwp" / "AR5.csv"
     path.write_bytes(path.read_bytes().replace(b"CH4,28,", b"CH4,29,"))
     with pytest.raises(FactorError, match="gwp/AR5.csv"):
+        load_library(root)
+
+
+def test_a_changed_benchmark_edition_fails_to_load_naming_the_file(tmp_path: Path) -> None:
+    root = copy_library(tmp_path)
+    assert load_library(root).benchmark_edition("2026.1") == (root / "benchmarks" / "2026.1.csv").read_text(
+        encoding="utf-8")
+    path = root / "benchmarks" / "2026.1.csv"
+    path.write_bytes(path.read_bytes().replace(b",0.877,", b",0.878,", 1))
+    with pytest.raises(FactorError, match="benchmarks/2026.1.csv"):
+        load_library(root)
+    with pytest.raises(FactorError, match="benchmarks/2026.1.csv"):
+        FactorLibrary(root).benchmark_edition("2026.1")  # checked when read, too
+    assert FactorLibrary(root).benchmark_edition("2027.1") is None  # not listed: no such edition
+
+
+def test_an_unlisted_benchmark_edition_is_refused(tmp_path: Path) -> None:
+    root = copy_library(tmp_path)
+    shutil.copy(root / "benchmarks" / "2026.1.csv", root / "benchmarks" / "2027.1.csv")
+    with pytest.raises(FactorError, match="2027.1.csv"):
         load_library(root)
 
 
