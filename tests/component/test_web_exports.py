@@ -141,6 +141,29 @@ def test_every_data_table_on_every_page_downloads_with_its_header_and_rows(clien
     assert shown >= 30
 
 
+def test_the_lineage_download_holds_each_quantity_as_a_number_beside_its_unit(client: TestClient) -> None:
+    lines = get(client, f"/v1/enterprises/{CHP}/lineage/2024-01", OFFICER).json()["lines"]
+    url = f"/ui/enterprises/{CHP}/lineage/2024-01"
+    rows = csv_rows(download(client, url, OFFICER, "lineage-lines", "csv", line="all"))
+    header, body = rows[0], rows[1:]
+    quantity, unit, converted, converted_unit, heat = (header.index(label) for label in (
+        "填报数量", "填报单位", "单位换算后", "换算单位", "GJ"))
+    by_row = {(line["source_file"], line["row"]): line for line in lines}
+    assert len(body) == len(lines) > 3
+    for row in body:
+        line = by_row[(row[0], int(row[1]))]
+        assert (Decimal(row[quantity]), row[unit]) == (Decimal(str(line["quantity"])), line["unit"]), row
+        assert Decimal(row[converted]) == Decimal(str(line["quantity_canonical"])), row
+        assert row[converted_unit] == (line["unit_canonical"] or "")
+        if line["heat_gj"] is None:
+            assert row[heat] == "—", row
+        else:
+            assert Decimal(row[heat]) == Decimal(str(line["heat_gj"])), row
+    assert any(line["heat_gj"] is not None for line in lines)
+    sheet = xlsx_rows(download(client, url, OFFICER, "lineage-lines", "xlsx", line="all"))
+    assert all(isinstance(r[quantity], int | float) and isinstance(r[unit], str) for r in sheet[1:])
+
+
 def test_a_paged_list_downloads_the_whole_filtered_list(client: TestClient) -> None:
     for url, table_id in (("/ui/enterprises", "enterprise-list"), ("/ui/review", "review-queue")):
         whole = data_tables(Page.parse(get(client, url, OFFICER, params={"limit": 200}).text))
