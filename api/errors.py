@@ -192,20 +192,17 @@ RULE_STATUS = {
 }
 
 
-def _accounting(_: Request, exc: AccountingError) -> JSONResponse:
+def _accounting(_: Request, exc: AccountingError, *, encoded: dict[str, Any] | None = None) -> JSONResponse:
     titles = {UnitError: "Unusable unit", FactorError: "Factor library cannot answer"}
     title = next((t for kind, t in titles.items() if isinstance(exc, kind)), "Accounting rule refused the input")
     return problem(status_code=RULE_STATUS.get(exc.code, status.HTTP_422_UNPROCESSABLE_CONTENT), code=exc.code,
-                   title=title, detail=str(exc))
+                   title=title, detail=str(exc), encoded=encoded)
 
 
 def _command_refused(request: Request, exc: CommandRefusedError) -> JSONResponse:
     """An exchange rule refused the command; one on an order that has already ended shows it (``order``)."""
-    if exc.order is None:
-        return _accounting(request, exc)
-    return problem(status_code=RULE_STATUS.get(exc.code, status.HTTP_422_UNPROCESSABLE_CONTENT), code=exc.code,
-                   title="Accounting rule refused the input", detail=str(exc),
-                   encoded={"order": Order.model_validate(exc.order).model_dump(mode="json")})
+    shown = None if exc.order is None else {"order": Order.model_validate(exc.order).model_dump(mode="json")}
+    return _accounting(request, exc, encoded=shown)
 
 
 def _idempotency_conflict(_: Request, exc: IdempotencyConflictError) -> JSONResponse:

@@ -131,10 +131,6 @@ def commands_after(session: Session, code: str, *, after: int, upto: int | None 
 # -- orders, trades and days -----------------------------------------------------------------------
 
 
-def order(session: Session, code: str, order_id: int) -> ExchangeOrder | None:
-    return session.get(ExchangeOrder, (code, order_id))
-
-
 def order_with_fills(session: Session, code: str, order_id: int) -> tuple[ExchangeOrder | None, list[ExchangeTrade]]:
     """The order and its fills (the trades on its side), in trade order, in one statement."""
     mine = or_(and_(ExchangeTrade.buy_order_id == ExchangeOrder.order_id,
@@ -146,20 +142,6 @@ def order_with_fills(session: Session, code: str, order_id: int) -> tuple[Exchan
                             .where(ExchangeOrder.instrument == code, ExchangeOrder.order_id == order_id)
                             .order_by(ExchangeTrade.trade_id)).all()
     return (found[0][0] if found else None), [trade for _, trade in found if trade is not None]
-
-
-def orders(session: Session, code: str, order_ids: Iterable[int]) -> dict[int, ExchangeOrder]:
-    ids = sorted(set(order_ids))
-    if not ids:
-        return {}
-    return {row.order_id: row for row in session.scalars(select(ExchangeOrder).where(
-        ExchangeOrder.instrument == code, ExchangeOrder.order_id.in_(ids)))}
-
-
-def order_by_client_id(session: Session, code: str, *, account_id: str, client_order_id: str) -> ExchangeOrder | None:
-    return session.scalars(select(ExchangeOrder).where(
-        ExchangeOrder.instrument == code, ExchangeOrder.account_id == account_id,
-        ExchangeOrder.client_order_id == client_order_id)).one_or_none()
 
 
 def bought_on_by_account(session: Session, code: str, *, account_ids: Iterable[str],

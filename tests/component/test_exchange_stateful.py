@@ -378,7 +378,7 @@ class ExchangeMachine(RuleBasedStateMachine):
     @rule(data=st.data(), ticks=st.integers(-10, 10), quantity=st.integers(1, 80))
     def replace(self, data: st.DataObject, ticks: int, quantity: int) -> None:
         holder, order_id = self._pick(data, self.orders, "order")
-        current = exchange_store.order(self.session, self.instrument, order_id)
+        current = self.session.get(ExchangeOrder, (self.instrument, order_id))
         assert current is not None
         side, held, price = current.side, current.held, self._price(ticks)
         self.session.rollback()
@@ -418,7 +418,7 @@ class ExchangeMachine(RuleBasedStateMachine):
         if not self.quotes:
             return
         _, quote_id = self._pick(data, self.quotes, "quote")
-        quote = exchange_store.order(self.session, self.instrument, quote_id)
+        quote = self.session.get(ExchangeOrder, (self.instrument, quote_id))
         assert quote is not None
         side, price = (SELL if quote.side == BUY else BUY), quote.price_fen or 0
         wanted = quote.remaining_t if whole and quote.remaining_t else quantity

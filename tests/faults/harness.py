@@ -35,7 +35,15 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from api.store import audit
-from api.store.schema import AuditEntry, JournalEntryRow, PeriodReview, PostingRow, Submission, SubmissionPeriod
+from api.store.schema import (
+    AuditEntry,
+    ExchangeOrder,
+    JournalEntryRow,
+    PeriodReview,
+    PostingRow,
+    Submission,
+    SubmissionPeriod,
+)
 from tests.auth_support import headers_for
 from tests.conftest import ROOT, SAMPLE_DIR
 
@@ -461,10 +469,9 @@ def write_exchange_order(target: Target, n: int) -> Acknowledged | None:
 
 
 def check_exchange_order(session: Session, ack: Acknowledged) -> str | None:
-    from api.store.exchange import order_by_client_id
-
-    row = order_by_client_id(session, EXCHANGE_INSTRUMENT, account_id=ack["account_id"],
-                             client_order_id=ack["client_order_id"])
+    row = session.scalars(select(ExchangeOrder).where(
+        ExchangeOrder.instrument == EXCHANGE_INSTRUMENT, ExchangeOrder.account_id == ack["account_id"],
+        ExchangeOrder.client_order_id == ack["client_order_id"])).one_or_none()
     if row is None:
         return f"acknowledged order {ack['client_order_id']} of {ack['account_id']} is missing"
     if (row.order_id, row.side, row.quantity_t) != (ack["order_id"], ack["side"], ack["quantity_t"]):
