@@ -14,11 +14,13 @@ from __future__ import annotations
 import random
 from dataclasses import FrozenInstanceError
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mypy import api as mypy_api
 
 from accounting import exchange as ex
 from accounting.exchange import BUY, FOK, IOC, MARKET, SELL, MatchingEngine
@@ -437,6 +439,17 @@ def test_the_engine_never_changes_the_callers_commands_and_hands_out_only_frozen
         snapshot.bids[0].remaining_t = 0  # type: ignore[misc]
     e.apply(place("B", "2", SELL, 6, 5000))
     assert snapshot.bids[0].remaining_t == 6 and e.book().bids == ()
+
+
+def test_the_type_checker_refuses_a_change_to_an_event(tmp_path: Path) -> None:
+    """Events are plain slotted dataclasses at run time (``ex._event``); mypy must still see them read-only."""
+    changed = tmp_path / "changes_an_event.py"
+    changed.write_text("from accounting.exchange import BookChanged\n"
+                       "event = BookChanged(seq=1, side='buy', price_fen=5000, quantity_t=10)\n"
+                       "event.quantity_t = 0\n", encoding="utf-8")
+    report, _, status = mypy_api.run(["--cache-dir=/dev/null", "--follow-imports=silent", str(changed)])
+    assert status == 1, report
+    assert 'Property "quantity_t" defined in "BookChanged" is read-only' in report
 
 
 # ---------------------------------------------------------------------------------------------
