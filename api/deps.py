@@ -19,6 +19,7 @@ import duckdb
 from fastapi import Depends, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
@@ -81,6 +82,16 @@ async def get_session(request: HTTPConnection) -> AsyncIterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+async def get_engine(request: HTTPConnection) -> Engine:
+    """The database engine, for a route that only hands a command to the exchange's writer
+    (``api.services.exchange.submit_async``): no session is opened and closed for it."""
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
 
 
 async def get_library(request: Request) -> FactorLibrary:

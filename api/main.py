@@ -89,6 +89,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = resolved
     app.state.verified_keys = VerifiedKeys()
     app.state.credentials = CredentialCache[Authenticated](ttl_seconds=resolved.credential_cache_seconds)
+    app.state.exchange_limits = (TokenBuckets(per_minute=resolved.exchange_orders_per_minute,
+                                              burst=resolved.exchange_order_burst)
+                                 if resolved.exchange_orders_per_minute > 0 else None)
     install_error_handlers(app)
     limited: dict[int | str, dict[str, Any]] = {429: {"model": Problem, "description": "Rate limited (Retry-After)"}}
     for router in ROUTERS:

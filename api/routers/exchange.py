@@ -32,7 +32,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
 from accounting.market_rules import InstrumentRules, TradingCalendar
-from api.deps import ActorDep, LimitQuery, OffsetQuery, RequiredIdempotencyKeyDep, SessionDep, SettingsDep, answer_once
+from api.deps import (
+    ActorDep,
+    EngineDep,
+    LimitQuery,
+    OffsetQuery,
+    RequiredIdempotencyKeyDep,
+    SessionDep,
+    answer_once,
+)
 from api.errors import RateLimitedError
 from api.rate_limit import TokenBuckets
 from api.schemas import Order, Problem
@@ -54,14 +62,9 @@ OrderId = Annotated[int, Path(ge=1, le=MAX_ID, description="the exchange's id of
 REFUSED: dict[int | str, dict[str, Any]] = {status: {"model": Problem} for status in (404, 409, 422, 429)}
 
 
-async def order_rate_limit(request: HTTPConnection, settings: SettingsDep) -> TokenBuckets | None:
-    """The per-account buckets of order entry (one per process), or None when disabled (no I/O: on the loop)."""
-    if settings.exchange_orders_per_minute <= 0:
-        return None
-    buckets: TokenBuckets | None = getattr(request.app.state, "exchange_limits", None)
-    if buckets is None:
-        buckets = request.app.state.exchange_limits = TokenBuckets(per_minute=settings.exchange_orders_per_minute,
-                                                                   burst=settings.exchange_order_burst)
+async def order_rate_limit(request: HTTPConnection) -> TokenBuckets | None:
+    """The per-account buckets of order entry (one per process, made by ``create_app``), or None when disabled."""
+    buckets: TokenBuckets | None = request.app.state.exchange_limits
     return buckets
 
 
@@ -71,6 +74,51 @@ OrderLimitDep = Annotated[TokenBuckets | None, Depends(order_rate_limit)]
 def limit_account(buckets: TokenBuckets | None, account_id: str) -> None:
     if buckets is not None and (retry_after := buckets.take("account:" + account_id)) is not None:
         raise RateLimitedError(retry_after)
+
+
+# -- order entry ------------------------------------------------------------------------------------------------
+# Declared first: the application tries the routes in the order they are declared (see api.routers.ROUTERS), and
+# these two answer most of its requests.
+
+
+class OrderRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    account_id: AccountId
+    client_order_id: ClientOrderId
+    side: Side
+    order_type: Literal["limit", "market"] = "limit"
+    time_in_force: Literal["day", "ioc", "fok"] = "day"
+    price_fen: Fen | None = Field(None, description="limit orders only")
+    quantity_t: Tonnes
+
+
+def _created(response: Response, outcome: tuple[bool, dict[str, Any]]) -> dict[str, Any]:
+    created, order = outcome
+    response.status_code = 201 if created else 200
+    return order
+
+
+@router.post("/instruments/{instrument}/orders", response_model=Order, status_code=201, responses=REFUSED)
+async def place_order(instrument: str, body: OrderRequest, response: Response, engine: EngineDep, actor: ActorDep,
+                      buckets: OrderLimitDep) -> dict[str, Any]:
+    """Place a limit or market order (day, IOC or FOK); a buy holds cash, a sell holds units, until it ends."""
+    limit_account(buckets, body.account_id)
+    placed = await exchange.submit_async(engine, exchange.placing(actor=actor, instrument=instrument,
+                                                                   **body.model_dump()))
+    return _created(response, placed)
+
+
+@router.delete("/instruments/{instrument}/orders/{order_id}", response_model=Order, responses=REFUSED)
+async def cancel_order(instrument: str, order_id: OrderId, engine: EngineDep, actor: ActorDep) -> dict[str, Any]:
+    """Cancel the open remainder; what it held comes back.
+
+    An order that has already ended (filled, cancelled, expired) answers 409 ``order_not_open`` with the order as
+    it is now, fills included, in the problem's ``order``: no need to read it again to learn how it ended.
+    """
+    cancelled = await exchange.submit_async(engine, exchange.cancelling(actor=actor, instrument=instrument,
+                                                                         order_id=order_id))
+    order: dict[str, Any] = cancelled[1]
+    return order
 
 
 # -- instruments, clock and officer controls -----------------------------------------------------------------
@@ -273,37 +321,10 @@ def step_clock(body: StepRequest, response: Response, session: SessionDep, actor
 # -- orders, quotes and blocks --------------------------------------------------------------------------------
 
 
-class OrderRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    account_id: AccountId
-    client_order_id: ClientOrderId
-    side: Side
-    order_type: Literal["limit", "market"] = "limit"
-    time_in_force: Literal["day", "ioc", "fok"] = "day"
-    price_fen: Fen | None = Field(None, description="limit orders only")
-    quantity_t: Tonnes
-
-
 class OrderList(BaseModel):
     items: list[Order]
     limit: int
     offset: int
-
-
-def _created(response: Response, outcome: tuple[bool, dict[str, Any]]) -> dict[str, Any]:
-    created, order = outcome
-    response.status_code = 201 if created else 200
-    return order
-
-
-@router.post("/instruments/{instrument}/orders", response_model=Order, status_code=201, responses=REFUSED)
-async def place_order(instrument: str, body: OrderRequest, response: Response, session: SessionDep, actor: ActorDep,
-                      buckets: OrderLimitDep) -> dict[str, Any]:
-    """Place a limit or market order (day, IOC or FOK); a buy holds cash, a sell holds units, until it ends."""
-    limit_account(buckets, body.account_id)
-    placed = await exchange.submit_async(session, exchange.placing(actor=actor, instrument=instrument,
-                                                                   **body.model_dump()))
-    return _created(response, placed)
 
 
 @router.get("/orders", response_model=OrderList)
@@ -319,19 +340,6 @@ def list_orders(session: SessionDep, actor: ActorDep, limit: LimitQuery = 100, o
 def get_order(instrument: str, order_id: OrderId, session: SessionDep, actor: ActorDep) -> dict[str, Any]:
     """One order with its fills."""
     return exchange.get_order(session, actor=actor, instrument=instrument, order_id=order_id)
-
-
-@router.delete("/instruments/{instrument}/orders/{order_id}", response_model=Order, responses=REFUSED)
-async def cancel_order(instrument: str, order_id: OrderId, session: SessionDep, actor: ActorDep) -> dict[str, Any]:
-    """Cancel the open remainder; what it held comes back.
-
-    An order that has already ended (filled, cancelled, expired) answers 409 ``order_not_open`` with the order as
-    it is now, fills included, in the problem's ``order``: no need to read it again to learn how it ended.
-    """
-    cancelled = await exchange.submit_async(session, exchange.cancelling(actor=actor, instrument=instrument,
-                                                                         order_id=order_id))
-    order: dict[str, Any] = cancelled[1]
-    return order
 
 
 class ReplaceRequest(BaseModel):

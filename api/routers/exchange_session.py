@@ -35,13 +35,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, WebSocket
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
 from accounting.review import Actor
 from api.access import signed_in_again
-from api.deps import ActorDep, SessionDep
+from api.deps import ActorDep, EngineDep
 from api.errors import AuthenticationRequiredError, PayloadTooLargeError, UnsupportedMediaTypeError, problem_body
 from api.rate_limit import TokenBuckets
 from api.request_log import REQUEST_LOGGER_NAME
@@ -88,11 +88,11 @@ class Answer(BaseModel):
 
 
 @router.websocket("/session")
-async def order_session(websocket: WebSocket, actor: ActorDep, session: SessionDep, buckets: OrderLimitDep) -> None:
+async def order_session(websocket: WebSocket, actor: ActorDep, engine: EngineDep, buckets: OrderLimitDep) -> None:
     """Place, cancel and read orders over one socket (see the module's description of the messages)."""
     await websocket.accept()
     started = time.perf_counter()
-    served = _Session(websocket, session, buckets)
+    served = _Session(websocket, engine, buckets)
     try:
         await served.serve()
     finally:
@@ -104,8 +104,8 @@ async def order_session(websocket: WebSocket, actor: ActorDep, session: SessionD
 class _Session:
     """One socket's commands in flight and their answers."""
 
-    def __init__(self, websocket: WebSocket, session: Session, buckets: TokenBuckets | None) -> None:
-        self.websocket, self.session, self.buckets = websocket, session, buckets
+    def __init__(self, websocket: WebSocket, engine: Engine, buckets: TokenBuckets | None) -> None:
+        self.websocket, self.engine, self.buckets = websocket, engine, buckets
         self.answered = 0
         self.slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self.sending = asyncio.Lock()
@@ -138,7 +138,7 @@ class _Session:
 
     async def run(self, command: PlaceCommand | OrderCommand) -> None:
         try:
-            await self.send(await _answer(self.websocket, self.session, self.buckets, command))
+            await self.send(await _answer(self.websocket, self.engine, self.buckets, command))
             self.answered += 1
         except AuthenticationRequiredError as err:
             self.signed_out = True
@@ -162,7 +162,7 @@ class _Session:
                 pass
 
 
-async def _answer(websocket: WebSocket, session: Session, buckets: TokenBuckets | None,
+async def _answer(websocket: WebSocket, engine: Engine, buckets: TokenBuckets | None,
                   command: PlaceCommand | OrderCommand) -> str:
     """The answer to one command: its order, or the problem the REST route would answer."""
     try:
@@ -170,13 +170,13 @@ async def _answer(websocket: WebSocket, session: Session, buckets: TokenBuckets 
         if isinstance(command, PlaceCommand):
             limit_account(buckets, command.account_id)
             order = command.model_dump(exclude={"op", "ref", "instrument"})
-            created, placed = await exchange.submit_async(session, exchange.placing(
+            created, placed = await exchange.submit_async(engine, exchange.placing(
                 actor=actor, instrument=command.instrument, **order))
             return _answered(command.ref, 201 if created else 200, placed)
         if command.op == "get":
             order = await run_in_threadpool(_read_order, websocket, actor, command)
         else:
-            _, order = await exchange.submit_async(session, exchange.cancelling(
+            _, order = await exchange.submit_async(engine, exchange.cancelling(
                 actor=actor, instrument=command.instrument, order_id=command.order_id))
         return _answered(command.ref, 200, order)
     except AuthenticationRequiredError:

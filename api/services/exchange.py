@@ -27,7 +27,6 @@ A command alone is a batch of one: there is one way to apply a command.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import weakref
 from collections import deque
@@ -283,7 +282,10 @@ _DATABASES: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
 
 def _loaded(session: Session, instrument: str) -> _Loaded:
     bind = session.get_bind()
-    engine = bind.engine if isinstance(bind, Connection) else bind
+    return _loaded_on(bind.engine if isinstance(bind, Connection) else bind, instrument)
+
+
+def _loaded_on(engine: Engine, instrument: str) -> _Loaded:
     database = _DATABASES.get(engine)
     if database is None:
         database = _DATABASES[engine] = engine.url.render_as_string(hide_password=True)
@@ -853,14 +855,11 @@ def _submit(session: Session, submission: Submission) -> Any:
         session.expire_all()  # rows this session read before may have changed in the batch
 
 
-async def submit_async(session: Session, submission: Submission) -> Any:
-    """:func:`_submit` for a coroutine: it waits for the batch on the event loop, holding no worker thread."""
-    if session.in_transaction():
-        await asyncio.to_thread(session.commit)
-    try:
-        return await _loaded(session, submission.instrument).queue.run_async(_ticket(session, submission))
-    finally:
-        session.expire_all()
+async def submit_async(engine: Engine, submission: Submission) -> Any:
+    """:func:`_submit` for a coroutine, which has no session of its own: it waits for the batch on the event
+    loop, holding no worker thread."""
+    ticket = Ticket(work=submission.work, actor=submission.actor, accounts=submission.accounts, bind=engine)
+    return await _loaded_on(engine, submission.instrument).queue.run_async(ticket)
 
 
 def _ticket(session: Session, submission: Submission) -> Ticket:
