@@ -8,11 +8,12 @@ answers problem+json with a machine-readable ``code``: ``outside_band``, ``tick_
 ``insufficient_holdings`` (the ledger's, with nothing written). Order entry is rate-limited per
 trading account as well as per user (429 with ``Retry-After``).
 
-The busiest routes (order entry, cancels, the clock) are coroutines that send only the service call to a
-worker thread: a plain route costs two hops to a thread and back (the call, then the validation of its
-answer), and under load a hop costs more than validating a small answer on the event loop does. The
-services commit (or, for the clock, end the read) in that thread, so the request's session closes on the
-loop without a round trip to the database.
+The busiest routes are coroutines. Order entry and cancels hand their command to the instrument's writer
+and wait for its batch on the event loop (no worker thread, and no database session of their own: they
+take the engine). The clock sends only its read to a worker thread: a plain route costs two hops to a
+thread and back (the call, then the validation of its answer), and under load a hop costs more than
+validating a small answer on the event loop does; the read ends in that thread, so the request's session
+closes on the loop without a round trip to the database.
 """
 
 from __future__ import annotations
