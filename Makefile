@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster
 
-.PHONY: run setup test test-sqlite test-postgresql lint bench bench-exchange sample clean
+.PHONY: run setup test test-sqlite test-sqlite-component test-sqlite-rest test-postgresql lint bench bench-exchange sample clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
@@ -27,15 +27,27 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-# The whole suite runs twice, both passes at once (one core each, each in a temporary folder of its own,
-# output kept together per pass): on SQLite (the embedded default) and on PostgreSQL (production;
-# skipped when unreachable, unless CARBON_REQUIRE_POSTGRES=1 as in CI).
+# The whole suite runs twice: on SQLite (the embedded default) and on PostgreSQL (production; skipped when
+# unreachable, unless CARBON_REQUIRE_POSTGRES=1 as in CI). `make test` runs the SQLite pass in two halves
+# (tests/component, and the rest), all three at once, each in a temporary folder of its own with its
+# output kept together: the SQLite pass has about half again as much to do as the PostgreSQL pass, which
+# runs only the tests that touch PostgreSQL.
 test: setup lint
-	$(MAKE) --no-print-directory -j2 --output-sync=target test-sqlite test-postgresql
+	$(MAKE) --no-print-directory -j3 --output-sync=target test-sqlite-component test-sqlite-rest test-postgresql
+
+SQLITE_PASS := CARBON_TEST_DATABASE=sqlite $(BIN)/python -m pytest -q
 
 test-sqlite: setup
 	mkdir -p .pytest-tmp
-	CARBON_TEST_DATABASE=sqlite $(BIN)/python -m pytest -q --basetemp=$(CURDIR)/.pytest-tmp/sqlite
+	$(SQLITE_PASS) --basetemp=$(CURDIR)/.pytest-tmp/sqlite
+
+test-sqlite-component: setup
+	mkdir -p .pytest-tmp
+	$(SQLITE_PASS) --basetemp=$(CURDIR)/.pytest-tmp/sqlite-component tests/component
+
+test-sqlite-rest: setup
+	mkdir -p .pytest-tmp
+	$(SQLITE_PASS) --basetemp=$(CURDIR)/.pytest-tmp/sqlite-rest --ignore=tests/component
 
 test-postgresql: setup
 	mkdir -p .pytest-tmp
