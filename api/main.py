@@ -11,6 +11,8 @@ The settings live on ``app.state.settings`` (read by ``api.deps.SettingsDep`` an
 in a dependency override: FastAPI re-analyses every dependency of every request while any override is set.
 The process's credential cache (``api.security.CredentialCache``) lives on ``app.state.credentials``; the
 lifespan makes committed credential changes (``api.services.users.forget_on_commit``) forget their users.
+The exchange's per-account order buckets (``api.routers.exchange.limit_account``) live on
+``app.state.exchange_limits``, None when that limit is off.
 Once per process, the lifespan also moves what start-up made out of the garbage collector's reach
 (``gc.freeze``): full collections then walk only what requests made since.
 """

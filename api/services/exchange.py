@@ -850,7 +850,7 @@ def _submit(session: Session, submission: Submission) -> Any:
     if session.in_transaction():
         session.commit()
     try:
-        return _loaded(session, submission.instrument).queue.run(_ticket(session, submission))
+        return _loaded(session, submission.instrument).queue.run(_ticket(submission, bind=session.get_bind()))
     finally:
         session.expire_all()  # rows this session read before may have changed in the batch
 
@@ -858,13 +858,11 @@ def _submit(session: Session, submission: Submission) -> Any:
 async def submit_async(engine: Engine, submission: Submission) -> Any:
     """:func:`_submit` for a coroutine, which has no session of its own: it waits for the batch on the event
     loop, holding no worker thread."""
-    ticket = Ticket(work=submission.work, actor=submission.actor, accounts=submission.accounts, bind=engine)
-    return await _loaded_on(engine, submission.instrument).queue.run_async(ticket)
+    return await _loaded_on(engine, submission.instrument).queue.run_async(_ticket(submission, bind=engine))
 
 
-def _ticket(session: Session, submission: Submission) -> Ticket:
-    return Ticket(work=submission.work, actor=submission.actor, accounts=submission.accounts,
-                  bind=session.get_bind())
+def _ticket(submission: Submission, *, bind: Engine | Connection) -> Ticket:
+    return Ticket(work=submission.work, actor=submission.actor, accounts=submission.accounts, bind=bind)
 
 
 def _begin(session: Session, instrument: str, loaded: _Loaded, batch: list[Ticket]) -> _Run:

@@ -2,9 +2,8 @@
 
 Commands and events are dataclasses of ``accounting.exchange`` (commands frozen, events read-only to the
 type checker); the log stores them as JSON objects ``{"type": <class name>, <field>: <value>...}`` with
-moments as ISO 8601 strings, and
-:func:`command_of` reads them back into the same objects, so a replay feeds the engine exactly what
-it received the first time.
+moments as ISO 8601 strings, and :func:`command_of` reads them back into the same objects, so a replay
+feeds the engine exactly what it received the first time.
 """
 
 from __future__ import annotations
