@@ -14,7 +14,8 @@ Rules (market-rules.md §1.4–1.5; configurable in ``ComplianceRules``):
 * **After the deadline**: shortfall = obligation - surrendered; penalty estimate = shortfall ×
   the previous month's volume-weighted average price × a multiple from 5 to 10 (2024 Regulations,
   Art. 24), rounded half-up to the fen; the shortfall is deducted one-for-one from next year's
-  allocation.
+  allocation: from the next vintage held at the close, and what is still owed from each allocation of
+  that vintage issued later (``owed_deduction_t``).
 * **Banking**: surplus eligible allowances may be carried into later years up to a limit (the
   2023–24 national rule is 10 000 t + 1.5 × net sales, ``banking_limit_t``).
 
@@ -189,6 +190,15 @@ def penalty_estimate_fen(*, shortfall_t: int, average_price_fen: int, multiple: 
     amount = (check_quantity(shortfall_t, unit="t", allow_zero=True)
               * check_quantity(average_price_fen, unit="fen") * check_penalty_multiple(multiple))
     return int(amount.to_integral_value(ROUND_HALF_UP))
+
+
+def owed_deduction_t(*, owed_t: int, issued_t: int) -> int:
+    """What an allocation of the next vintage deducts of a shortfall still owed: all of it, as far as it goes.
+
+    >>> owed_deduction_t(owed_t=311, issued_t=140), owed_deduction_t(owed_t=171, issued_t=900)
+    (140, 171)
+    """
+    return min(check_quantity(owed_t, unit="t", allow_zero=True), check_quantity(issued_t, unit="t", allow_zero=True))
 
 
 def banking_limit_t(*, net_sales_t: int, base_t: int = 10_000, sales_multiple: Decimal = Decimal("1.5")) -> int:

@@ -79,6 +79,8 @@ class EnterpriseYear(BaseModel):
     true_up_t: int
     final_t: int
     shortfall_t: int = Field(description="taken back short: units the enterprise no longer held at true-up")
+    owed_deducted_t: int = Field(description="deducted on issue for the previous year's shortfall, still owed "
+                                             "after that year's close")
     pollutant_rights_kg: dict[str, int]
     moves: list[dict[str, Any]]
 

@@ -121,6 +121,8 @@ class BalanceView(BaseModel):
     penalty_average_price_fen: int | None
     penalty_estimate_fen: int | None
     closed: dict[str, Any] | None
+    still_owed_t: int | None = Field(description="after the close: the part of the shortfall that the close could "
+                                     "not deduct and no allocation of the next vintage has since")
 
 
 class ReportLine(BaseModel):

@@ -17,6 +17,11 @@
   for units that existed and are withdrawn). If the enterprise no longer holds enough available
   units, what it holds is taken back and the rest is recorded as ``shortfall_t`` in the allocation's
   basis (it then surfaces in compliance as a smaller holding).
+* **The previous year's shortfall still owed.** When closing year Y could not deduct a shortfall from
+  the enterprise's ``CEA-<Y+1>`` (it held too few), the rest stays owed (``compliance.still_owed``).
+  Each later issue of ``CEA-<Y+1>`` to that enterprise, pre-allocation or true-up, deducts what it can
+  of it into SYS-CANCELLATION in the same transaction: the move carries ``owed_deduction_t``, so the
+  approver's digest covers it, and the entry is referenced ``compliance-owed:<enterprise>:<Y>``.
 
 Every issue is a transfer entry ``SYS-ISSUANCE → CA-<enterprise>`` posted with ``api.services.ledger.post``
 and recorded in ``allocations`` with its entry id; an approval posts all of them in one transaction.
@@ -50,8 +55,9 @@ from accounting.allocation import (
     to_decimal,
     true_up_t,
 )
+from accounting.compliance import owed_deduction_t
 from accounting.errors import InvalidFileError, RowError
-from accounting.ledger import ISSUANCE, LedgerError, allowance_code, transfer_entry
+from accounting.ledger import CANCELLATION, ISSUANCE, LedgerError, allowance_code, transfer_entry
 from accounting.review import Actor
 from api.services import approvals, compliance
 from api.services.ledger import (
@@ -254,12 +260,24 @@ def _require_current(row: AllocationPlanRow, *, allowed: tuple[str, ...]) -> Non
                               code="plan_not_approvable")
 
 
+def _with_owed_deductions(session: Session, moves: list[dict[str, Any]], *, year: int) -> list[dict[str, Any]]:
+    """Each issue of allowances deducts what its enterprise still owes of the previous year's shortfall."""
+    owed = compliance.still_owed(session, year=year - 1)
+    out = []
+    for move in moves:
+        deduction = 0 if move["stage"] == POLLUTANT else owed_deduction_t(
+            owed_t=owed.get(move["enterprise_id"], 0), issued_t=max(move["quantity"], 0))
+        out.append({**move, "owed_deduction_t": deduction} if deduction else move)
+    return out
+
+
 def _pre_moves(session: Session, row: AllocationPlanRow) -> list[dict[str, Any]]:
     plan, table = _parsed(row)
     issued = _issued(session, row.plan_id)
-    return [{"enterprise_id": t["enterprise_id"], "instrument": t["instrument"], "stage": t["stage"],
-             "target": t["target"], "quantity": t["target"] - issued.get((t["enterprise_id"], t["instrument"]), 0)}
-            for t in _pre_targets(plan, table)]
+    return _with_owed_deductions(session, [
+        {"enterprise_id": t["enterprise_id"], "instrument": t["instrument"], "stage": t["stage"],
+         "target": t["target"], "quantity": t["target"] - issued.get((t["enterprise_id"], t["instrument"]), 0)}
+        for t in _pre_targets(plan, table)], year=plan.year)
 
 
 def propose_pre_allocation(session: Session, *, actor: Actor, plan_id: str, version: int) -> dict[str, Any]:
@@ -298,6 +316,14 @@ def _issue(session: Session, *, move: Mapping[str, Any], plan: AllocationPlanRow
                                            instrument=instrument, quantity=abs(quantity),
                                            memo=f"{move['stage']} {plan.plan_id} v{plan.version}"),
              actor=actor, reference=f"allocation/{plan.plan_id}/{plan.version}")
+    if deducted := int(move.get("owed_deduction_t", 0)):
+        year = plan.year - 1
+        deduction = transfer_entry(entry_id=new_entry_id(), kind="deduction", from_account=account,
+                                   to_account=system_account_id(CANCELLATION), instrument=instrument,
+                                   quantity=deducted, memo=f"{year} shortfall still owed after its close, deducted "
+                                                           f"from {move['stage']} {plan.plan_id} v{plan.version}")
+        post(session, entry=deduction, actor=actor, reference=compliance.owed_reference(enterprise_id, year))
+        basis = {**basis, "owed_deducted_t": deducted, "owed_for_year": year, "owed_entry_id": deduction.entry_id}
     row = AllocationRow(plan_id=plan.plan_id, version=plan.version, enterprise_id=enterprise_id,
                         instrument=instrument, stage=move["stage"], quantity=quantity, basis=basis, entry_id=entry_id)
     session.add(row)
@@ -375,7 +401,7 @@ def _true_up_moves(session: Session, row: AllocationPlanRow, actual_outputs: Map
                              emissions_status=emissions_status(session, enterprise_id=enterprise_id, year=plan.year))
         moves.append({"enterprise_id": enterprise_id, "instrument": instrument, "stage": TRUE_UP, "final": final,
                       "issued_before": already, "quantity": quantity})
-    return moves
+    return _with_owed_deductions(session, moves, year=plan.year)
 
 
 def _plain_outputs(actual_outputs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, str]]:
@@ -441,8 +467,8 @@ def enterprise_allocation(session: Session, *, enterprise_id: str) -> dict[str, 
     years: dict[int, dict[str, Any]] = {}
     for allocation, year in rows:
         item = years.setdefault(year, {"year": year, "instrument": allowance_code(year), "pre_allocated_t": 0,
-                                       "true_up_t": 0, "final_t": 0, "shortfall_t": 0, "pollutant_rights_kg": {},
-                                       "moves": []})
+                                       "true_up_t": 0, "final_t": 0, "shortfall_t": 0, "owed_deducted_t": 0,
+                                       "pollutant_rights_kg": {}, "moves": []})
         if allocation.stage == POLLUTANT:
             rights = item["pollutant_rights_kg"]
             rights[allocation.instrument] = rights.get(allocation.instrument, 0) + allocation.quantity
@@ -450,6 +476,7 @@ def enterprise_allocation(session: Session, *, enterprise_id: str) -> dict[str, 
             item["pre_allocated_t" if allocation.stage == PRE else "true_up_t"] += allocation.quantity
             item["final_t"] += allocation.quantity
             item["shortfall_t"] += int(allocation.basis.get("shortfall_t", 0))
+            item["owed_deducted_t"] += int(allocation.basis.get("owed_deducted_t", 0))
         item["moves"].append({"plan_id": allocation.plan_id, "version": allocation.version,
                               "instrument": allocation.instrument, "stage": allocation.stage,
                               "quantity": allocation.quantity, "entry_id": allocation.entry_id,

@@ -21,8 +21,9 @@ Rules (the pure ones are in ``accounting.compliance``; the settings in ``pipelin
   the penalty estimate (shortfall × the volume-weighted average allowance price of the calendar month
   before the deadline's month × ``penalty_multiple``) and the next year's deduction: an entry of kind
   ``deduction`` taking the shortfall from the enterprise's allowances of the next vintage
-  (``CEA-<year+1>``) into ``SYS-CANCELLATION``, as far as they are available; the rest stays recorded
-  as ``owed_t`` in the close result (for the next allocation to withhold). For each enterprise in
+  (``CEA-<year+1>``) into ``SYS-CANCELLATION``, as far as they are available; the rest is recorded as
+  ``owed_t`` in the close result, and each free allocation of that vintage issued later deducts what it
+  can of it in the same transaction (:func:`still_owed`: what is left). For each enterprise in
   surplus: allowances of eligible vintages (up to the year) beyond the banking limit
   (``banking_base_t`` + ``banking_sales_multiple`` × net allowance sales by transfer, when
   ``banking_limited``) are not bankable: they are cancelled, oldest vintage first, with an entry of kind
@@ -298,6 +299,32 @@ def closure(session: Session, *, year: int) -> dict[str, Any] | None:
     return {"approval_id": approved[0].approval_id, **(approved[0].result or {})} if approved else None
 
 
+def owed_reference(enterprise_id: str, year: int) -> str:
+    """The reference of the entries that deduct ``year``'s owed shortfall from later allocations."""
+    return f"compliance-owed:{enterprise_id}:{year}"
+
+
+def still_owed(session: Session, *, year: int) -> dict[str, int]:
+    """Per enterprise, the part of ``year``'s shortfall that its close could not deduct and no allocation has since.
+
+    Empty while the year is open. The close records ``owed_t``; each free allocation of ``CEA-<year+1>``
+    issued afterwards deducts what it can (``api.services.allocation``), with entries referenced
+    :func:`owed_reference`.
+    """
+    closed = closure(session, year=year)
+    owed = {line["enterprise_id"]: int(line["owed_t"]) for line in closed["enterprises"]
+            if line.get("owed_t")} if closed else {}
+    if not owed:
+        return {}
+    deducted = dict(session.execute(
+        select(JournalEntryRow.reference, func.sum(PostingRow.quantity))
+        .join(PostingRow, PostingRow.entry_id == JournalEntryRow.entry_id)
+        .where(JournalEntryRow.reference.in_([owed_reference(e, year) for e in owed]), PostingRow.side == DEBIT)
+        .group_by(JournalEntryRow.reference)).all())
+    left = {e: total - int(deducted.get(owed_reference(e, year), 0)) for e, total in owed.items()}
+    return {e: quantity for e, quantity in left.items() if quantity}
+
+
 # ---------------------------------------------------------------------------------------------
 # Surrender
 
@@ -459,7 +486,7 @@ def balance_view(session: Session, *, settings: Settings, enterprise_id: str, ye
         "paid_allocation": _paid_allocation(session, account_id=account_id, year=year),
         "holdings": held, "surrendered": _surrendered(surrendered),
         "price": _price_of(year_price), "penalty_price_month": prices.penalty_month,
-        "penalty_average_price_fen": prices.penalty_average_fen, "closed": None}
+        "penalty_average_price_fen": prices.penalty_average_fen, "closed": None, "still_owed_t": None}
     if not obligation.locked or obligation.verified is None:
         return {**view, "status": NOT_LOCKED, "offsets": None, "eligible_available_t": None,
                 "net_position_t": None, "shortfall_t": None, "shortfall_value_fen": None, "uncovered_t": None,
@@ -485,7 +512,8 @@ def balance_view(session: Session, *, settings: Settings, enterprise_id: str, ye
             "uncovered_value_fen": max(-net, 0) * price_fen if price_fen is not None else None,
             "penalty_estimate_fen": line["penalty_estimate_fen"],
             "closed": next((e for e in closed["enterprises"] if e["enterprise_id"] == enterprise_id), None)
-            if closed else None}
+            if closed else None,
+            "still_owed_t": still_owed(session, year=year).get(enterprise_id, 0) if closed else None}
 
 
 def _zone_plan(session: Session, policy: Policy, *, year: int) -> tuple[Prices, bool, list[dict[str, Any]]]:

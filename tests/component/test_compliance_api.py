@@ -39,6 +39,7 @@ from api.store.schema import (
 )
 from pipelines.settings import Settings
 from tests.auth_support import OFFICER, OFFICER_2, TRADER, VERIFIER, enterprise
+from tests.component.web_support import Page
 from tests.conftest import SAMPLE_DIR, zone_settings
 from tests.support import load_zone
 
@@ -92,9 +93,11 @@ def lock_year(session: Session, *, enterprise_id: str, year: str, net_tco2e: flo
 
 
 @pytest.fixture
-def zone(tmp_path: Path, database_url: str) -> Iterator[Zone]:
-    # a banking limit of 150 t (no sales): GAS_HEATING's 200 t surplus loses 50 t when the year closes
-    settings = zone_settings(tmp_path, database_url=database_url, banking_base_t=150)
+def zone(tmp_path: Path, database_url: str, published_zone: Settings) -> Iterator[Zone]:
+    # a banking limit of 150 t (no sales): GAS_HEATING's 200 t surplus loses 50 t when the year closes;
+    # the pages read the zone's published snapshot (materialized once per test session)
+    settings = zone_settings(tmp_path, database_url=database_url, banking_base_t=150,
+                             serving_path=published_zone.serving)
     load_zone(settings, months=())
     with session_factory(settings)() as session:
         ledger_service.ensure_system_accounts(session)
@@ -298,6 +301,93 @@ def test_balance_view_close_with_four_eyes_and_zone_report(zone: Zone) -> None:
     again = zone.client.post("/v1/compliance/2024/close", headers={**OFFICER, "Idempotency-Key": "c2"})
     assert (again.status_code, again.json()["code"]) == (409, "year_already_closed")
     assert zone.client.get("/v1/compliance/2024/report", headers=OFFICER).json()["closed"] is True
+
+
+PLAN_2025 = f"""
+plan_id = "zone-2025-free"
+version = 1
+year = 2025
+benchmark_edition = "2026.1"
+pre_allocation_share = 0.70
+
+[[enterprises]]
+enterprise_id = "{CHP_PLANT}"
+method = "grandfathering"
+lines = [{{ product = "power", historical_intensity = 1, base_year_output = 1000, decline_factor = 1 }}]
+"""
+
+
+def decide(zone: Zone, approval: dict[str, Any], key: str, decision: str = "approve") -> Any:
+    return zone.client.post(f"/v1/approvals/{approval['approval_id']}/decision",
+                            headers={**OFFICER_2, "Idempotency-Key": key},
+                            json={"decision": decision, "payload_digest": approval["payload_digest"]})
+
+
+def test_a_shortfall_the_close_could_not_deduct_is_deducted_from_the_next_allocations(zone: Zone) -> None:
+    record_prices(zone)
+    loaded = zone.client.post("/v1/allocation/plans", content=PLAN_2025.encode(), headers={
+        **OFFICER, "Idempotency-Key": "plan", "Content-Type": "application/toml"})
+    assert loaded.status_code == 201, loaded.text
+    pre = "/v1/allocation/plans/zone-2025-free/1/pre-allocation"
+    early = zone.client.post(pre, headers={**OFFICER, "Idempotency-Key": "pre1"})
+    assert early.status_code == 202, early.text
+    assert [m.get("owed_deduction_t") for m in early.json()["approval"]["payload"]["allocations"]] == [None]
+
+    # CHP_PLANT surrendered nothing: it owes 1001 t; the close takes its 40 CEA-2025 and 961 t stay owed
+    assert zone.surrender(GAS_HEATING, "CEA-2024", 300, key="gas").status_code == 201
+    proposed = zone.client.post("/v1/compliance/2024/close", headers={**OFFICER, "Idempotency-Key": "c1"})
+    assert decide(zone, proposed.json(), "d1").status_code == 200
+    closed = zone.view(CHP_PLANT)
+    assert (closed["closed"]["deducted_t"], closed["closed"]["owed_t"], closed["still_owed_t"]) == (40, 961, 961)
+    assert zone.view(CEMENT_PLANT)["still_owed_t"] == 100  # it held no CEA-2025 at all
+    assert zone.view(GAS_HEATING)["still_owed_t"] == 0
+
+    # the pre-allocation proposed before the close would now also deduct: its approver must see that
+    entries = zone.journal_size()
+    stale = decide(zone, early.json()["approval"], "d2")
+    assert (stale.status_code, stale.json()["code"]) == (409, "plan_not_approvable")
+    assert zone.journal_size() == entries
+    assert decide(zone, early.json()["approval"], "d3", "reject").status_code == 200
+    again = zone.client.post(pre, headers={**OFFICER, "Idempotency-Key": "pre2"})
+    assert again.status_code == 202, again.text
+    # pre-allocation: 70 % of 1 × 1000 × 1 = 700 t issued, all 700 deducted
+    [move] = again.json()["approval"]["payload"]["allocations"]
+    assert (move["quantity"], move["owed_deduction_t"]) == (700, 700)
+    assert decide(zone, again.json()["approval"], "d4").status_code == 200
+    assert zone.balance(f"CA-{CHP_PLANT}", "CEA-2025") == 0
+    assert zone.balance("SYS-CANCELLATION", "CEA-2025") == 40 + 700
+    assert zone.view(CHP_PLANT)["still_owed_t"] == 261
+    shown = zone.client.get(f"/ui/rights/{CHP_PLANT}?year=2024", headers=OFFICER)
+    assert shown.status_code == 200, shown.text
+    facts = Page.parse(shown.text).one(testid="balance-facts")
+    assert [c.text for c in facts.children if c.attrs.get("data-field") == "still_owed_t"] == ["261"]
+
+    # true-up at 1200 of actual output: 500 t more, 261 of them deducted, 239 t kept; nothing owed any more
+    with zone.sessions() as session:
+        lock_year(session, enterprise_id=CHP_PLANT, year="2025", net_tco2e=900.0)
+        session.commit()
+    true_up = zone.client.post("/v1/allocation/plans/zone-2025-free/1/true-up",
+                               headers={**OFFICER, "Idempotency-Key": "t1"},
+                               json={"actual_outputs": {CHP_PLANT: {"power": 1200}}})
+    assert true_up.status_code == 202, true_up.text
+    [move] = true_up.json()["approval"]["payload"]["allocations"]
+    assert (move["quantity"], move["owed_deduction_t"]) == (500, 261)
+    assert decide(zone, true_up.json()["approval"], "d5").status_code == 200
+    assert zone.balance(f"CA-{CHP_PLANT}", "CEA-2025") == 239
+    assert zone.balance("SYS-CANCELLATION", "CEA-2025") == 40 + 700 + 261
+    assert zone.view(CHP_PLANT)["still_owed_t"] == 0
+    year = zone.client.get(f"/v1/allocation/enterprises/{CHP_PLANT}", headers=OFFICER).json()["years"][-1]
+    assert (year["year"], year["final_t"], year["owed_deducted_t"]) == (2025, 1200, 961)
+    with zone.sessions() as session:
+        carried = session.execute(select(JournalEntryRow.kind, JournalEntryRow.memo, PostingRow.quantity)
+                                  .join(PostingRow, PostingRow.entry_id == JournalEntryRow.entry_id)
+                                  .where(JournalEntryRow.reference == f"compliance-owed:{CHP_PLANT}:2024",
+                                         PostingRow.account_id == "SYS-CANCELLATION")
+                                  .order_by(JournalEntryRow.seq)).all()
+        owed = "deduction", "2024 shortfall still owed after its close, deducted from"
+        assert [tuple(row) for row in carried] == [(owed[0], f"{owed[1]} pre zone-2025-free v1", 700),
+                                                   (owed[0], f"{owed[1]} true_up zone-2025-free v1", 261)]
+        assert ledger_service.verify(session)["ok"]
 
 
 def test_cli_reports_records_prices_and_proposes_the_close(zone: Zone, monkeypatch: pytest.MonkeyPatch,
