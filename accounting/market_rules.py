@@ -329,6 +329,47 @@ def next_open(at: datetime, *, rules: InstrumentRules, kind: str = LISTED, max_d
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DayRoll:
+    """What the trading day needs at a moment: the open day closed (at ``close_at``), the next one opened."""
+
+    close_at: datetime | None
+    opens: bool
+
+    @property
+    def due(self) -> bool:
+        return self.close_at is not None or self.opens
+
+
+def day_roll(at: datetime, *, trading_day: str | None, day_open: bool, rules: InstrumentRules) -> DayRoll:
+    """Whether the trading day ``trading_day`` (ISO date; ``day_open`` when it has not closed) rolls at ``at``.
+
+    An open day closes once its last session has ended, or on any later date; its close is stamped at
+    that session's end, or at ``at`` if that is earlier (a day closed on a later date that began after the
+    sessions' end). The next trading day opens during its sessions, once the day before has closed.
+
+    >>> rules = InstrumentRules(instrument="CEA-2025")
+    >>> day_roll(datetime(2026, 3, 3, 9, 0, tzinfo=CHINA_TZ), trading_day="2026-03-02", day_open=True, rules=rules)
+    DayRoll(close_at=datetime.datetime(2026, 3, 2, 15, 0, tzinfo=...), opens=False)
+    >>> day_roll(datetime(2026, 3, 3, 9, 30, tzinfo=CHINA_TZ), trading_day="2026-03-02", day_open=True,
+    ...          rules=rules).opens
+    True
+    >>> day_roll(datetime(2026, 3, 2, 14, 59, tzinfo=CHINA_TZ), trading_day="2026-03-02", day_open=True,
+    ...          rules=rules).due
+    False
+    """
+    local = _aware(at).astimezone(CHINA_TZ)
+    sessions = (*rules.listed_sessions, *rules.block_sessions)
+    closes, opens = max(s.closes for s in sessions), min(s.opens for s in sessions)
+    today = local.date().isoformat()
+    close_at = None
+    if day_open and trading_day is not None and (today > trading_day or local.time() >= closes):
+        close_at = min(_aware(at), datetime.combine(date.fromisoformat(trading_day), closes, CHINA_TZ))
+    opening = ((not day_open or close_at is not None) and rules.calendar.is_trading_day(local.date())
+               and today > (trading_day or "") and opens <= local.time() < closes)
+    return DayRoll(close_at=close_at, opens=opening)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SimulationClock:
     """A rehearsal clock: simulated time = ``start`` + ``speed`` x real time elapsed since it was set.
 

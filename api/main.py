@@ -14,13 +14,18 @@ lifespan makes committed credential changes (``api.services.users.forget_on_comm
 The exchange's per-account order buckets (``api.routers.exchange.limit_account``) live on
 ``app.state.exchange_limits``, None when that limit is off.
 Once per process, the lifespan also moves what start-up made out of the garbage collector's reach
-(``gc.freeze``): full collections then walk only what requests made since.
+(``gc.freeze``): full collections then walk only what requests made since. While the application runs, it
+rolls the exchange's trading days by the clock every ``exchange_roll_seconds``
+(``api.services.exchange.roll_due_days``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -28,6 +33,8 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from accounting.factors import load_library
 from api.access import authorize
@@ -40,6 +47,7 @@ from api.request_log import REQUEST_ID_HEADER, RequestLogMiddleware, configure_l
 from api.routers import ROUTERS
 from api.schemas import Problem
 from api.security import CredentialCache, VerifiedKeys
+from api.services import exchange
 from api.services.users import Authenticated, forget_on_commit
 from api.store import db
 from api.store.serving import SnapshotReader
@@ -47,6 +55,8 @@ from api.web import WEB_ROUTERS
 from api.web.render import STATIC
 from api.web.shell import install_page_errors
 from pipelines.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
 
 DESCRIPTION = """Carbon and emissions accounting for the Zhengzhou high-tech zone.
 
@@ -64,6 +74,20 @@ def _freeze_what_start_up_made() -> None:
     gc.freeze()
 
 
+async def _roll_trading_days(sessions: sessionmaker[Session], *, every: float) -> None:
+    """Every ``every`` seconds, roll the exchange's trading days that its clock says are due, until cancelled."""
+    def roll() -> None:
+        with sessions() as session:
+            exchange.roll_due_days(session)
+
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await run_in_threadpool(roll)
+        except Exception:  # the next tick tries again; a command would roll the day meanwhile
+            logger.exception("rolling the exchange's trading days failed")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; ``settings`` (tests) replaces ``get_settings()`` (environment) everywhere."""
     resolved = settings or get_settings()
@@ -77,10 +101,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.library = load_library()
         app.state.snapshot_reader = SnapshotReader(path=resolved.serving)
         stop_forgetting = forget_on_commit(app.state.credentials)
+        roller = (asyncio.create_task(_roll_trading_days(app.state.sessions, every=resolved.exchange_roll_seconds))
+                  if resolved.exchange_roll_seconds > 0 else None)
         _freeze_what_start_up_made()
         try:
             yield
         finally:
+            if roller is not None:
+                roller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await roller
             stop_forgetting()
             app.state.snapshot_reader.close()
             engine.dispose()

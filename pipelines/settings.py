@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     #: on top of the per-user limit; 0 disables it.
     exchange_orders_per_minute: int = Field(default=1_200, ge=0)
     exchange_order_burst: int = Field(default=100, ge=1)
+    #: How often the API checks whether a trading day is due to close or open by the exchange's clock, and
+    #: rolls it (``api.services.exchange.roll_due_days``); 0: only commands and officers roll the day.
+    exchange_roll_seconds: float = Field(default=1.0, ge=0, le=3600)
     #: The zone's intensity targets per 10,000 CNY of value added (the zone's plan), shown against the published
     #: monthly indicators; unset: no target is shown.
     zone_target_tco2e_per_10k_cny: Decimal | None = Field(default=None, gt=0)

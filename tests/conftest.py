@@ -81,7 +81,9 @@ def _drop_test_schemas() -> Iterator[None]:
 def zone_settings(data_dir: Path, **changes: object) -> Settings:
     """Settings for a zone in ``data_dir``, reading the committed sample and ignoring any CARBON_* variable.
 
-    Every path is given explicitly, so a developer's environment can never point a test at ``data/``.
+    Every path is given explicitly, so a developer's environment can never point a test at ``data/``. The
+    exchange's trading days roll only by commands and officers (``exchange_roll_seconds = 0``), so that a
+    test decides when a day rolls; the clock's own roll has tests of its own.
     """
     if "database_url" not in changes:
         changes["database_url"] = default_database_url(data_dir)
@@ -91,6 +93,7 @@ def zone_settings(data_dir: Path, **changes: object) -> Settings:
         values: dict[str, object] = {
             "data_dir": data_dir, "sample_dir": SAMPLE_DIR, "inbox_dir": data_dir / "inbox",
             "warehouse_path": data_dir / "warehouse.duckdb", "serving_path": data_dir / "serving.duckdb",
+            "exchange_roll_seconds": 0,
         }
         settings = Settings.model_validate({**values, **changes})
     seed_users(settings.database)

@@ -54,7 +54,7 @@ from accounting.ledger import (
     LedgerState,
     parse_instrument,
 )
-from accounting.market_rules import CHINA_TZ, InstrumentRules, SimulationClock, is_open
+from accounting.market_rules import CHINA_TZ, InstrumentRules, SimulationClock, day_roll, is_open
 from accounting.review import Actor
 from accounting.settlement import (
     Hold,
@@ -668,16 +668,10 @@ class _Run:
 
     def roll(self) -> None:
         """Close the day when its last session has ended; open the next when its first session has begun."""
-        row, rules = self.row, self.engine.rules
-        local = self.at.astimezone(CHINA_TZ)
-        closes = max(s.closes for s in (*rules.listed_sessions, *rules.block_sessions))
-        opens = min(s.opens for s in (*rules.listed_sessions, *rules.block_sessions))
-        today = local.date().isoformat()
-        if row.day_open and row.trading_day is not None and (today > row.trading_day or local.time() >= closes):
-            closing = datetime.combine(date.fromisoformat(row.trading_day), closes, CHINA_TZ)
-            self.close_day(at=min(self.at, closing))
-        if (not row.day_open and rules.calendar.is_trading_day(local.date()) and today > (row.trading_day or "")
-                and opens <= local.time() < closes):
+        due = day_roll(self.at, trading_day=self.row.trading_day, day_open=self.row.day_open, rules=self.engine.rules)
+        if due.close_at is not None:
+            self.close_day(at=due.close_at)
+        if due.opens:
             self.open_day()
 
     def open_day(self) -> None:
@@ -1280,6 +1274,34 @@ def answer_block(session: Session, *, actor: Actor, instrument: str, proposal_id
 
     order: dict[str, Any] = _submit(session, Submission(instrument, actor, work))[1]
     return order
+
+
+# -- the trading day by the clock ----------------------------------------------------------------------
+
+#: Who rolls a trading day that no command has rolled: the exchange's clock (``roll_due_days``).
+CLOCK_ACTOR = Actor(actor_id="exchange-clock", role="officer")
+
+
+def roll_due_days(session: Session) -> list[str]:
+    """Roll every instrument whose trading day the clock says is due to close or open; the instruments rolled.
+
+    Each batch of commands rolls its instrument's day first, so without this a day with no command after
+    its close would stay open until the next day's first one: its close price, bar and reference price,
+    the expiry of its day orders and the release of their holds would wait until then, and reads would show
+    the day as still open. The application runs this every ``exchange_roll_seconds``; the roll is a batch
+    of its own, logged as ``CLOCK_ACTOR``'s, exactly as the next command would have written it.
+    """
+    moment = now(session)
+    due = [row.instrument for row in store.instruments(session)
+           if day_roll(moment, trading_day=row.trading_day, day_open=row.day_open,
+                       rules=store.rules_of(row.rules)).due]
+    for instrument in due:
+        _submit(session, Submission(instrument, CLOCK_ACTOR, _roll_only))
+    return due
+
+
+def _roll_only(run: _Run) -> None:
+    """No command: the batch rolls the day when it begins (``_begin``)."""
 
 
 # -- officer commands ------------------------------------------------------------------------------------

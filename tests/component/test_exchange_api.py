@@ -5,6 +5,8 @@ statements, the day's close as the next band, and replaying the log.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -151,6 +153,43 @@ def test_the_close_is_the_vwap_of_listed_trades_and_sets_the_next_band(mkt: Mark
         price = session.get(ReferencePrice, (INSTRUMENT, "2026-03-02"))
         assert price is not None and price.price_fen == 5150
     mkt.verify()
+
+
+def wait_for(mkt: Market, condition: Callable[[dict[str, Any]], bool], *, seconds: float = 10) -> dict[str, Any]:
+    """The instrument's view once ``condition`` holds for it (read again and again, nothing else sent)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        view: dict[str, Any] = mkt.client.get(URL, headers=VERIFIER).json()
+        if condition(view) or time.monotonic() > deadline:
+            return view
+        time.sleep(0.05)
+
+
+def test_the_clock_rolls_a_day_that_no_command_rolls(tmp_path: Path, database_url: str) -> None:
+    with market(tmp_path, database_url, exchange_roll_seconds=0.05) as mkt:
+        assert mkt.order(ZHOU, "TR-ZHOU", "sell", 100, 5000).status_code == 201
+        assert mkt.order(QIAN, "TR-QIAN", "buy", 100, 5100).status_code == 201
+        resting = mkt.order(QIAN, "TR-QIAN", "buy", 10, 4900).json()
+        assert resting["held_fen"] > 0
+        mkt.clock(datetime(2026, 3, 2, 15, 30, tzinfo=CHINA_TZ))  # Monday after the close; nobody sends anything
+        closed = wait_for(mkt, lambda view: not view["day_open"])
+        assert (closed["trading_day"], closed["day_open"], closed["previous_close_fen"]) == ("2026-03-02", False, 5000)
+        day = mkt.client.get(f"{URL}/days", headers=VERIFIER).json()["items"][0]
+        assert (day["trading_day"], day["close_fen"], day["listed_volume_t"]) == ("2026-03-02", 5000, 100)
+        order = mkt.client.get(f"{URL}/orders/{resting['order_id']}", headers=QIAN).json()
+        assert (order["state"], order["reason"], order["held_fen"]) == ("expired", "end_of_day", 0)
+        mkt.clock(datetime(2026, 3, 3, 9, 0, tzinfo=CHINA_TZ))  # Tuesday before the session: nothing to roll
+        time.sleep(0.3)
+        assert mkt.client.get(URL, headers=VERIFIER).json()["trading_day"] == "2026-03-02"
+        mkt.clock(datetime(2026, 3, 3, 9, 31, tzinfo=CHINA_TZ))
+        opened = wait_for(mkt, lambda view: view["day_open"])
+        assert (opened["trading_day"], opened["listed_band"]) == ("2026-03-03", {"low_fen": 4500, "high_fen": 5500})
+        with mkt.sessions() as session:
+            rolls = session.execute(select(ExchangeCommand.kind, ExchangeCommand.actor_id)
+                                    .where(ExchangeCommand.kind.in_(("CloseDay", "OpenDay")))
+                                    .order_by(ExchangeCommand.seq)).all()
+        assert [tuple(r) for r in rolls][-2:] == [("CloseDay", "exchange-clock"), ("OpenDay", "exchange-clock")]
+        mkt.verify()
 
 
 def test_outside_the_sessions_the_market_is_closed_but_cancels_are_taken(mkt: Market) -> None:
