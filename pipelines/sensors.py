@@ -1,9 +1,14 @@
-"""The submissions sensor: new submissions become runs of the months they report.
+"""The submissions sensor: new submissions and substitutions become runs of the months they concern.
 
-Two sources: files dropped into the inbox folder, which the sensor submits as a data engineer would
+Three sources: files dropped into the inbox folder, which the sensor submits as a data engineer would
 (a refused file goes to ``inbox/refused/`` with its error report beside it, an accepted one to
-``inbox/accepted/``), and submissions stored through the API or the CLI. Each new submission asks for
-a run of its month range; a publication run follows them.
+``inbox/accepted/``), submissions stored through the API or the CLI, and officers' substitutions of
+missing months. Each new submission asks for a run of its month range, each substitution for a run of
+its month; a publication run follows them.
+
+The cursor is a JSON object with one position per stream (``submissions``, ``substitutions``); a cursor
+that is a bare string is the submissions' position, as the sensor wrote it before it followed
+substitutions.
 """
 
 import json
@@ -55,13 +60,27 @@ def _move(path: Path, folder: Path) -> None:
     shutil.move(str(path), str(folder / path.name))
 
 
+SUBMISSIONS, SUBSTITUTIONS = "submissions", "substitutions"
+
+
+def _positions(cursor: str | None) -> dict[str, str]:
+    """The sensor's position in each stream (a bare string: the submissions', from before substitutions)."""
+    if not cursor:
+        return {}
+    if cursor.startswith("{"):
+        positions: dict[str, str] = json.loads(cursor)
+        return positions
+    return {SUBMISSIONS: cursor}
+
+
 def build_submissions_sensor(*, monthly_job: Any, publish_job: Any) -> dg.SensorDefinition:
     @dg.sensor(jobs=[monthly_job, publish_job], minimum_interval_seconds=15,
                default_status=dg.DefaultSensorStatus.RUNNING)
     def submissions_sensor(context: dg.SensorEvaluationContext, accounting: AccountingResource,
                            oltp: OltpResource) -> dg.SensorResult:
-        """Submit inbox files, then request a run for every submission received since the last evaluation."""
+        """Submit inbox files, then request a run for every submission and substitution since the last evaluation."""
         from api.store.submissions import received_after
+        from api.store.substitutions import made_after
 
         inbox = accounting.inbox()
         refused: list[str] = []
@@ -69,19 +88,31 @@ def build_submissions_sensor(*, monthly_job: Any, publish_job: Any) -> dg.Sensor
             _, refused = submit_inbox_files(inbox, oltp=oltp, settings=accounting.submission_settings())
         if refused:
             context.log.warning(f"refused inbox files (see {inbox / 'refused'}): {refused}")
+        cursor = _positions(context.cursor)
         with oltp.sessions()() as session:
-            new = received_after(session, after=context.cursor or "")
+            submissions = received_after(session, after=cursor.get(SUBMISSIONS, ""))
+            substitutions = made_after(session, after=cursor.get(SUBSTITUTIONS, ""))
         requests = []
-        for _, submission_id, periods in new:
+        for _, submission_id, periods in submissions:
             months = months_of(periods)
             requests.append(dg.RunRequest(run_key=f"submission:{submission_id}", job_name=monthly_job.name,
                                           tags={RANGE_START: months[0], RANGE_END: months[-1],
                                                 "submission_id": submission_id}))
+        for _, substitution_id, month in substitutions:
+            requests.append(dg.RunRequest(run_key=f"substitution:{substitution_id}", job_name=monthly_job.name,
+                                          tags={RANGE_START: month, RANGE_END: month,
+                                                "substitution_id": substitution_id}))
+        if submissions:
+            cursor[SUBMISSIONS] = submissions[-1][0]
+        if substitutions:
+            cursor[SUBSTITUTIONS] = substitutions[-1][0]
+        moved = json.dumps(cursor, sort_keys=True) if cursor else None
         if requests:
-            requests.append(dg.RunRequest(run_key=f"publish:{new[-1][0]}", job_name=publish_job.name))
+            requests.append(dg.RunRequest(run_key=f"publish:{moved}", job_name=publish_job.name))
+        nothing = "no new submissions or substitutions"
         return dg.SensorResult(
-            run_requests=requests, cursor=new[-1][0] if new else context.cursor,
+            run_requests=requests, cursor=moved,
             skip_reason=None if requests else dg.SkipReason(
-                f"no new submissions; refused inbox files: {refused}" if refused else "no new submissions"))
+                f"{nothing}; refused inbox files: {refused}" if refused else nothing))
 
     return submissions_sensor

@@ -9,8 +9,9 @@ month of the last 12). The month must have no submission in force (state ``none`
 One transaction: a ``substitutions`` row (rule, basis month, totals, reason), a calculation flagged
 ``is_substituted`` with the basis month's full totals, the month's review state moved to
 ``calculated`` (substituted, with no submission of its own), a review event and two audit entries.
-The pipeline then publishes the month with ``is_substituted`` in the monthly and yearly balances
-and the zone indicators (``api.store.substitutions.in_force``). A later submission for the month
+The pipeline's sensor asks for a run of the month (``pipelines.sensors``), which publishes it with
+``is_substituted`` in the monthly and yearly balances and the zone indicators
+(``api.store.substitutions.in_force``). A later submission for the month
 replaces the substitution.
 """
 

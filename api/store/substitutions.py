@@ -35,6 +35,18 @@ def listed(session: Session, *, enterprise_ids: Collection[str] | None = None, l
     return total, list(session.scalars(page).all())
 
 
+def made_after(session: Session, *, after: str) -> list[tuple[str, str, str]]:
+    """(cursor, substitution id, month) of the substitutions made after ``after`` (empty: all), oldest first.
+
+    The cursor is ``"<created_at ISO>|<substitution id>"``, which sorts as the substitutions do.
+    """
+    rows = session.execute(select(Substitution.created_at, Substitution.substitution_id, Substitution.period)
+                           .order_by(Substitution.created_at, Substitution.substitution_id)).all()
+    found = [(f"{created.isoformat()}|{substitution_id}", substitution_id, period)
+             for created, substitution_id, period in rows]
+    return [row for row in found if row[0] > after]
+
+
 def in_force(session: Session, *, months: list[str] | None = None) -> list[dict[str, Any]]:
     """The substitutions in force (for ``months``, or all): totals and calculation choices of each, by month."""
     statement = (select(PeriodReview, Calculation)

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -13,6 +14,7 @@ from accounting.calculation import CalculationOptions
 from accounting.factors import load_library
 from api.services.submissions import accept_submission
 from api.store.db import session_factory
+from api.store.schema import Substitution
 from pipelines.definitions import build_defs
 from pipelines.runner import materialize_all
 from pipelines.sensors import RANGE_END, RANGE_START
@@ -183,3 +185,20 @@ def test_the_sensor_submits_inbox_files_and_requests_the_months_of_new_submissio
     assert [e["column"] for e in report["errors"]] == ["unit"]
     again = sensor(dg.build_sensor_context(cursor=result.cursor, resources=resources))
     assert not again.run_requests
+
+    # an officer substitutes a missing month (the row as api.services.substitution stores it)
+    with session_factory(settings)() as session:
+        session.add(Substitution(substitution_id="sub-1", enterprise_id="914101022286058318", period="2024-06",
+                                 rule="highest_of_last_12", basis_period="2024-02", totals={"net_tco2e": 1.0},
+                                 actor_id="officer-li", reason="no report", created_at=datetime.now(UTC)))
+        session.commit()
+    substituted = sensor(dg.build_sensor_context(cursor=again.cursor, resources=resources))
+    monthly, publish = substituted.run_requests
+    assert (monthly.run_key, monthly.tags[RANGE_START], monthly.tags[RANGE_END]) == ("substitution:sub-1", "2024-06",
+                                                                                    "2024-06")
+    assert publish.job_name == "publish_job"
+    assert not sensor(dg.build_sensor_context(cursor=substituted.cursor, resources=resources)).run_requests
+    # a cursor from before substitutions were followed is the submissions' position
+    (old_cursor,) = json.loads(result.cursor).values()
+    from_old = sensor(dg.build_sensor_context(cursor=old_cursor, resources=resources)).run_requests
+    assert [r.run_key for r in from_old] == ["substitution:sub-1", from_old[-1].run_key]
