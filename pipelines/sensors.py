@@ -8,7 +8,10 @@ its month; a publication run follows them.
 
 The cursor is a JSON object with one position per stream (``submissions``, ``substitutions``); a cursor
 that is a bare string is the submissions' position, as the sensor wrote it before it followed
-substitutions.
+substitutions. A sensor without a cursor yet (its first tick) starts where the latest whole
+materialization (``pipelines.runner.materialize_all``, so ``carbon run`` and ``make run``) started: that
+run's publication carries the positions it covered in the tag ``POSITIONS_TAG``, and the months it
+published are not run again.
 """
 
 import json
@@ -61,6 +64,17 @@ def _move(path: Path, folder: Path) -> None:
 
 
 SUBMISSIONS, SUBSTITUTIONS = "submissions", "substitutions"
+#: The tag of a whole materialization's publication run: the sensor positions that materialization covered.
+POSITIONS_TAG = "carbon/sensor_positions"
+
+
+def positions_now(session: Any) -> dict[str, str]:
+    """Each stream's latest position: what a run of every month with data, starting now, covers."""
+    from api.store.submissions import received_after
+    from api.store.substitutions import made_after
+
+    latest = {SUBMISSIONS: received_after(session, after=""), SUBSTITUTIONS: made_after(session, after="")}
+    return {stream: rows[-1][0] for stream, rows in latest.items() if rows}
 
 
 def _positions(cursor: str | None) -> dict[str, str]:
@@ -71,6 +85,14 @@ def _positions(cursor: str | None) -> dict[str, str]:
         positions: dict[str, str] = json.loads(cursor)
         return positions
     return {SUBMISSIONS: cursor}
+
+
+def _covered(instance: dg.DagsterInstance, publish_job: str) -> dict[str, str]:
+    """The positions the latest successful whole materialization covered (none: empty)."""
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name=publish_job, statuses=[dg.DagsterRunStatus.SUCCESS]),
+                             limit=100)
+    tagged = next((run.tags[POSITIONS_TAG] for run in runs if POSITIONS_TAG in run.tags), None)
+    return _positions(tagged)
 
 
 def build_submissions_sensor(*, monthly_job: Any, publish_job: Any) -> dg.SensorDefinition:
@@ -88,7 +110,7 @@ def build_submissions_sensor(*, monthly_job: Any, publish_job: Any) -> dg.Sensor
             _, refused = submit_inbox_files(inbox, oltp=oltp, settings=accounting.submission_settings())
         if refused:
             context.log.warning(f"refused inbox files (see {inbox / 'refused'}): {refused}")
-        cursor = _positions(context.cursor)
+        cursor = _positions(context.cursor) if context.cursor else _covered(context.instance, publish_job.name)
         with oltp.sessions()() as session:
             submissions = received_after(session, after=cursor.get(SUBMISSIONS, ""))
             substitutions = made_after(session, after=cursor.get(SUBSTITUTIONS, ""))

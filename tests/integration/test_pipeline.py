@@ -164,6 +164,24 @@ def test_a_line_counted_twice_fails_the_blocking_check_and_names_the_rows(tmp_pa
     assert "core_emissions__monthly_lines" not in tables  # held back by the failed blocking check
 
 
+def test_the_sensors_first_tick_does_not_run_again_what_a_whole_materialization_covered(tmp_path: Path) -> None:
+    settings = small_zone(tmp_path, months=("2024-01",))
+    defs = build_defs(settings)
+    sensor = defs.resolve_sensor_def("submissions_sensor")
+    resources = {"accounting": defs.resources["accounting"], "oltp": defs.resources["oltp"]}
+    with dg.DagsterInstance.ephemeral() as instance:
+        before = sensor(dg.build_sensor_context(instance=instance, resources=resources))
+        assert [r.tags.get(RANGE_START) for r in before.run_requests] == ["2024-01", None]  # the month, publish
+        assert materialize_all(settings, instance=instance).success
+        first = sensor(dg.build_sensor_context(instance=instance, resources=resources))
+        assert not first.run_requests
+        with session_factory(settings)() as session:
+            accept_submission(session, settings=settings, actor=LOADER, filename="2024-02.csv",
+                              content=(SAMPLE / "activity" / "2024-02.csv").read_bytes())
+        later = sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor, resources=resources))
+        assert [r.tags.get(RANGE_START) for r in later.run_requests] == ["2024-02", None]
+
+
 def test_the_sensor_submits_inbox_files_and_requests_the_months_of_new_submissions(tmp_path: Path) -> None:
     settings = small_zone(tmp_path, months=())
     settings.inbox.mkdir(parents=True)
@@ -174,7 +192,7 @@ def test_the_sensor_submits_inbox_files_and_requests_the_months_of_new_submissio
     defs = build_defs(settings)
     sensor = defs.resolve_sensor_def("submissions_sensor")
     resources = {"accounting": defs.resources["accounting"], "oltp": defs.resources["oltp"]}
-    result = sensor(dg.build_sensor_context(resources=resources))
+    result = sensor(dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(), resources=resources))
     monthly, publish = result.run_requests
     assert (monthly.job_name, monthly.tags[RANGE_START], monthly.tags[RANGE_END]) == ("monthly_job", "2023-03",
                                                                                       "2023-03")
