@@ -109,7 +109,8 @@ class Settings(BaseSettings):
     exchange_orders_per_minute: int = Field(default=1_200, ge=0)
     exchange_order_burst: int = Field(default=100, ge=1)
     #: How often the API checks whether a trading day is due to close or open by the exchange's clock, and
-    #: rolls it (``api.services.exchange.roll_due_days``); 0: only commands and officers roll the day.
+    #: rolls it (``api.services.exchange.roll_due_days``; also right after the clock is set or stepped);
+    #: 0: only commands and officers roll the day.
     exchange_roll_seconds: float = Field(default=1.0, ge=0, le=3600)
     #: The zone's intensity targets per 10,000 CNY of value added (the zone's plan), shown against the published
     #: monthly indicators; unset: no target is shown.

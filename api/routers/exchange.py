@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import date, datetime
@@ -40,6 +41,7 @@ from api.deps import (
     OffsetQuery,
     RequiredIdempotencyKeyDep,
     SessionDep,
+    SettingsDep,
     answer_once,
 )
 from api.errors import RateLimitedError
@@ -47,7 +49,9 @@ from api.rate_limit import TokenBuckets
 from api.schemas import Order, Problem
 from api.services import exchange
 from api.store.db import READ_ONLY
+from pipelines.settings import Settings
 
+logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/exchange", tags=["exchange"],
                    responses={401: {"model": Problem}, 403: {"model": Problem}})
 
@@ -301,22 +305,36 @@ async def get_clock(session: SessionDep) -> dict[str, Any]:
     return await run_in_threadpool(_read_clock, session)
 
 
+def _clock_moved(session: Session, settings: Settings, answer: dict[str, Any]) -> dict[str, Any]:
+    """When the clock rolls the trading days (``exchange_roll_seconds``), it rolls them at once after a change.
+
+    The change is committed by then: a roll that fails is left to the clock's next tick, not answered.
+    """
+    if settings.exchange_roll_seconds > 0:
+        try:
+            exchange.roll_due_days(session)
+        except Exception:  # noqa: BLE001 - the clock's change stands; its next tick rolls the day
+            logger.exception("rolling the trading days after a clock change failed")
+    return answer
+
+
 @router.put("/clock", response_model=ClockOut, responses=REFUSED)
-def set_clock(body: ClockRequest, response: Response, session: SessionDep, actor: ActorDep,
+def set_clock(body: ClockRequest, response: Response, session: SessionDep, actor: ActorDep, settings: SettingsDep,
               idempotency_key: RequiredIdempotencyKeyDep) -> dict[str, Any]:
     """Real time, or a rehearsal clock running faster, paused (speed 0) or stepped."""
-    return answer_once(session, actor=actor, key=idempotency_key, response=response, operation="exchange.clock",
-                       body=body.model_dump(mode="json"),
-                       change=lambda: (200, exchange.set_clock(session, actor=actor, **body.model_dump())))
+    return _clock_moved(session, settings, answer_once(
+        session, actor=actor, key=idempotency_key, response=response, operation="exchange.clock",
+        body=body.model_dump(mode="json"),
+        change=lambda: (200, exchange.set_clock(session, actor=actor, **body.model_dump()))))
 
 
 @router.post("/clock/step", response_model=ClockOut, responses=REFUSED)
-def step_clock(body: StepRequest, response: Response, session: SessionDep, actor: ActorDep,
+def step_clock(body: StepRequest, response: Response, session: SessionDep, actor: ActorDep, settings: SettingsDep,
                idempotency_key: RequiredIdempotencyKeyDep) -> dict[str, Any]:
     """Move a simulated clock forward by whole steps."""
-    return answer_once(session, actor=actor, key=idempotency_key, response=response, operation="exchange.step",
-                       body=body.model_dump(),
-                       change=lambda: (200, exchange.step_clock(session, actor=actor, steps=body.steps)))
+    return _clock_moved(session, settings, answer_once(
+        session, actor=actor, key=idempotency_key, response=response, operation="exchange.step",
+        body=body.model_dump(), change=lambda: (200, exchange.step_clock(session, actor=actor, steps=body.steps))))
 
 
 # -- orders, quotes and blocks --------------------------------------------------------------------------------

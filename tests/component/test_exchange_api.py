@@ -171,7 +171,8 @@ def test_the_clock_rolls_a_day_that_no_command_rolls(tmp_path: Path, database_ur
         assert mkt.order(QIAN, "TR-QIAN", "buy", 100, 5100).status_code == 201
         resting = mkt.order(QIAN, "TR-QIAN", "buy", 10, 4900).json()
         assert resting["held_fen"] > 0
-        mkt.clock(datetime(2026, 3, 2, 15, 30, tzinfo=CHINA_TZ))  # Monday after the close; nobody sends anything
+        # Monday, half a minute before the close, running at 60 times real time; nobody sends anything
+        mkt.clock(datetime(2026, 3, 2, 14, 59, 30, tzinfo=CHINA_TZ), speed=60)
         closed = wait_for(mkt, lambda view: not view["day_open"])
         assert (closed["trading_day"], closed["day_open"], closed["previous_close_fen"]) == ("2026-03-02", False, 5000)
         day = mkt.client.get(f"{URL}/days", headers=VERIFIER).json()["items"][0]
@@ -181,7 +182,7 @@ def test_the_clock_rolls_a_day_that_no_command_rolls(tmp_path: Path, database_ur
         mkt.clock(datetime(2026, 3, 3, 9, 0, tzinfo=CHINA_TZ))  # Tuesday before the session: nothing to roll
         time.sleep(0.3)
         assert mkt.client.get(URL, headers=VERIFIER).json()["trading_day"] == "2026-03-02"
-        mkt.clock(datetime(2026, 3, 3, 9, 31, tzinfo=CHINA_TZ))
+        mkt.clock(datetime(2026, 3, 3, 9, 29, 45, tzinfo=CHINA_TZ), speed=60)
         opened = wait_for(mkt, lambda view: view["day_open"])
         assert (opened["trading_day"], opened["listed_band"]) == ("2026-03-03", {"low_fen": 4500, "high_fen": 5500})
         with mkt.sessions() as session:
@@ -189,6 +190,21 @@ def test_the_clock_rolls_a_day_that_no_command_rolls(tmp_path: Path, database_ur
                                     .where(ExchangeCommand.kind.in_(("CloseDay", "OpenDay")))
                                     .order_by(ExchangeCommand.seq)).all()
         assert [tuple(r) for r in rolls][-2:] == [("CloseDay", "exchange-clock"), ("OpenDay", "exchange-clock")]
+        mkt.verify()
+
+
+def test_a_change_of_the_clock_rolls_the_day_at_once(tmp_path: Path, database_url: str) -> None:
+    with market(tmp_path, database_url, exchange_roll_seconds=3600) as mkt:  # no tick during the test
+        resting = mkt.order(QIAN, "TR-QIAN", "buy", 10, 4900).json()
+        mkt.clock(datetime(2026, 3, 2, 15, 30, tzinfo=CHINA_TZ))
+        view = mkt.client.get(URL, headers=VERIFIER).json()
+        assert (view["trading_day"], view["day_open"]) == ("2026-03-02", False)
+        order = mkt.client.get(f"{URL}/orders/{resting['order_id']}", headers=QIAN).json()
+        assert (order["state"], order["reason"]) == ("expired", "end_of_day")
+        stepped = mkt.call("POST", "/v1/exchange/clock/step", OFFICER, json={"steps": 18 * 60 + 1})  # 09:31
+        assert stepped.status_code == 200, stepped.text
+        view = mkt.client.get(URL, headers=VERIFIER).json()
+        assert (view["trading_day"], view["day_open"]) == ("2026-03-03", True)
         mkt.verify()
 
 
