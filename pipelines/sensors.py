@@ -68,13 +68,23 @@ SUBMISSIONS, SUBSTITUTIONS = "submissions", "substitutions"
 POSITIONS_TAG = "carbon/sensor_positions"
 
 
-def positions_now(session: Any) -> dict[str, str]:
-    """Each stream's latest position: what a run of every month with data, starting now, covers."""
+def _since(session: Any, positions: dict[str, str]) -> dict[str, list[tuple[Any, ...]]]:
+    """Each stream's rows after its position, oldest first; each row starts with its own position."""
     from api.store.submissions import received_after
     from api.store.substitutions import made_after
 
-    latest = {SUBMISSIONS: received_after(session, after=""), SUBSTITUTIONS: made_after(session, after="")}
-    return {stream: rows[-1][0] for stream, rows in latest.items() if rows}
+    return {SUBMISSIONS: received_after(session, after=positions.get(SUBMISSIONS, "")),
+            SUBSTITUTIONS: made_after(session, after=positions.get(SUBSTITUTIONS, ""))}
+
+
+def _moved(positions: dict[str, str], new: dict[str, list[tuple[Any, ...]]]) -> dict[str, str]:
+    """``positions`` moved past the rows of ``new``."""
+    return {**positions, **{stream: rows[-1][0] for stream, rows in new.items() if rows}}
+
+
+def positions_now(session: Any) -> dict[str, str]:
+    """Each stream's latest position: what a run of every month with data, starting now, covers."""
+    return _moved({}, _since(session, {}))
 
 
 def _positions(cursor: str | None) -> dict[str, str]:
@@ -101,9 +111,6 @@ def build_submissions_sensor(*, monthly_job: Any, publish_job: Any) -> dg.Sensor
     def submissions_sensor(context: dg.SensorEvaluationContext, accounting: AccountingResource,
                            oltp: OltpResource) -> dg.SensorResult:
         """Submit inbox files, then request a run for every submission and substitution since the last evaluation."""
-        from api.store.submissions import received_after
-        from api.store.substitutions import made_after
-
         inbox = accounting.inbox()
         refused: list[str] = []
         if inbox.is_dir():
@@ -112,23 +119,19 @@ def build_submissions_sensor(*, monthly_job: Any, publish_job: Any) -> dg.Sensor
             context.log.warning(f"refused inbox files (see {inbox / 'refused'}): {refused}")
         cursor = _positions(context.cursor) if context.cursor else _covered(context.instance, publish_job.name)
         with oltp.sessions()() as session:
-            submissions = received_after(session, after=cursor.get(SUBMISSIONS, ""))
-            substitutions = made_after(session, after=cursor.get(SUBSTITUTIONS, ""))
+            new = _since(session, cursor)
         requests = []
-        for _, submission_id, periods in submissions:
+        for _, submission_id, periods in new[SUBMISSIONS]:
             months = months_of(periods)
             requests.append(dg.RunRequest(run_key=f"submission:{submission_id}", job_name=monthly_job.name,
                                           tags={RANGE_START: months[0], RANGE_END: months[-1],
                                                 "submission_id": submission_id}))
-        for _, substitution_id, month in substitutions:
+        for _, substitution_id, month in new[SUBSTITUTIONS]:
             requests.append(dg.RunRequest(run_key=f"substitution:{substitution_id}", job_name=monthly_job.name,
                                           tags={RANGE_START: month, RANGE_END: month,
                                                 "substitution_id": substitution_id}))
-        if submissions:
-            cursor[SUBMISSIONS] = submissions[-1][0]
-        if substitutions:
-            cursor[SUBSTITUTIONS] = substitutions[-1][0]
-        moved = json.dumps(cursor, sort_keys=True) if cursor else None
+        positions = _moved(cursor, new)
+        moved = json.dumps(positions, sort_keys=True) if positions else None
         if requests:
             requests.append(dg.RunRequest(run_key=f"publish:{moved}", job_name=publish_job.name))
         nothing = "no new submissions or substitutions"
